@@ -1,0 +1,48 @@
+# Two commands run everything: `make figures` (every notebook, default preset) and `make test`
+# (unit tests + every notebook under nbval with the smoke preset). Each target bootstraps .venv.
+SHELL := /bin/bash
+PY := .venv/bin/python
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SMOKE := $(CURDIR)/build/smoke
+export TQDM_DISABLE ?= 1
+export CODECARBON_LOG_LEVEL ?= error
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: figures test unit smoke lab bench clean
+.DEFAULT_GOAL := test
+
+.venv/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,scale]"
+	touch $@
+
+# Executed copies land in figures/executed/, never over the source notebooks.
+figures: .venv/.installed
+	mkdir -p figures/executed
+	for nb in $(NOTEBOOKS); do \
+	  .venv/bin/papermill --cwd notebooks "$$nb" "figures/executed/$$(basename $$nb)" || exit 1; \
+	done
+
+test: unit smoke
+
+unit: .venv/.installed
+	$(PY) -m pytest tests -q
+
+# Smoke: papermill runs each notebook cold in a private cache, then nbval re-runs the executed
+# copy (warm) and compares the cells marked NBVAL_CHECK_OUTPUT with what papermill printed.
+smoke: .venv/.installed
+	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
+	for nb in $(NOTEBOOKS); do \
+	  SSL_CORE_CACHE=$(SMOKE)/cache .venv/bin/papermill --cwd notebooks -p preset smoke "$$nb" "$(SMOKE)/$$(basename $$nb)" || exit 1; \
+	done
+	SSL_CORE_CACHE=$(SMOKE)/cache $(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(SMOKE)/*.ipynb
+
+lab: .venv/.installed
+	$(PY) -m ipykernel install --sys-prefix --name ssl_core --display-name "Python 3 (ssl_core)"
+	.venv/bin/jupyter lab notebooks
+
+bench: .venv/.installed
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf build .cache figures/smoke
