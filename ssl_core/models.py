@@ -1,0 +1,105 @@
+"""Encoders and heads.
+
+An encoder maps normalised float images (N, 3, H, W) to pooled features (N, D) and exposes
+`encoder.dim` (= D) and `encoder.features(x)` -> spatial features (N, D, h, w) for dense probes.
+Encoders register by name in ENCODERS with `@register_encoder`; `build_encoder(name, width)`
+builds one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_encoder(name: str):
+    def add(fn):
+        if name in ENCODERS:
+            raise KeyError(f"encoder {name!r} registered twice")
+        ENCODERS[name] = fn
+        return fn
+    return add
+
+
+def build_encoder(name: str, width: int = 64, image_size: int = 32) -> nn.Module:
+    from ssl_core.config import choose
+    choose("encoder", name, ENCODERS)
+    return ENCODERS[name](width=width, image_size=image_size)
+
+
+# --- CIFAR-stem ResNets ---------------------------------------------------------------------
+# Written here rather than taken from torchvision because torchvision's ResNet fixes the stage
+# widths at 64-512; the width knob is what lets the default preset train in minutes on a CPU.
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet with a 3x3 stride-1 stem and no max-pool (required for 32x32 inputs).
+
+    Stage widths are width * (1, 2, 4, 8); width=64 with blocks (2, 2, 2, 2) is ResNet-18.
+    """
+
+    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers, c_in = [], width
+        for i, n in enumerate(blocks):
+            c_out = width * 2 ** i
+            for j in range(n):
+                layers.append(BasicBlock(c_in, c_out, stride=2 if (i > 0 and j == 0) else 1))
+                c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.dim = c_in
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (N, 3, H, W) -> (N, D, H/8, W/8)."""
+        return self.layers(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (N, 3, H, W) -> (N, D), global average pooled."""
+        return self.features(x).mean((2, 3))
+
+
+@register_encoder("resnet18")
+def resnet18(width: int = 64, image_size: int = 32) -> nn.Module:
+    return CifarResNet((2, 2, 2, 2), width)
+
+
+@register_encoder("resnet10")
+def resnet10(width: int = 64, image_size: int = 32) -> nn.Module:
+    return CifarResNet((1, 1, 1, 1), width)
+
+
+# --- heads ------------------------------------------------------------------------------------
+
+def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:
+    """Linear-BN-ReLU between consecutive dims, a plain Linear at the end (the SimCLR projector)."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(d_in, d_out, bias=last and not last_bn))
+        if not last:
+            layers += [nn.BatchNorm1d(d_out), nn.ReLU()]
+        elif last_bn:
+            layers.append(nn.BatchNorm1d(d_out, affine=False))
+    return nn.Sequential(*layers)
+
+
+from ssl_core import vit  # noqa: E402,F401  (registers the timm ViT encoders)
