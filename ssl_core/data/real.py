@@ -1,0 +1,354 @@
+"""The papers' real datasets, in the same uint8 ImageSet contract as the embedded world.
+
+Data lives under `root` (an argument), else $SSL_CORE_DATA, else ~/data, in the layout that
+torchvision's dataset classes use (so `download=True` fetches it through torchvision). Nothing is
+downloaded unless asked; a missing dataset raises FileNotFoundError saying where it belongs.
+
+Array formats (CIFAR-10/100 pickles, STL-10 binaries, SVHN .mat, CIFAR-10-C .npy) and Flowers102's
+.mat labels are read here directly: torchvision's classes refuse any file whose md5 differs from the
+official release, which would forbid testing on small files in the same format, and reading the
+arrays at once is faster than one PIL image at a time. Folder-of-JPEG sets go through torchvision's
+classes (resized so the short side is `image_size`, then centre-cropped) and are cached as uint8.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ssl_core.config import choose
+from ssl_core.data import ImageSet, register_dataset
+from ssl_core.data.world import cached, generator
+
+CIFAR10C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+            "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+            "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate")
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where real datasets live: `root`, else $SSL_CORE_DATA, else ~/data."""
+    return Path(root or os.environ.get("SSL_CORE_DATA") or Path.home() / "data").expanduser()
+
+
+def missing(name: str, where: Path, layout: str,
+            fetch: str = "pass download=True to fetch it with torchvision") -> FileNotFoundError:
+    """The error for a dataset that is not where it belongs: the place, the layout, how to get it."""
+    return FileNotFoundError(f"dataset {name!r} not found: expected {where} ({layout}). Put it there, "
+                             f"point root= or $SSL_CORE_DATA at its parent folder, or {fetch}.")
+
+
+def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Square uint8 images resized (anti-aliased) to `image_size`, in chunks to bound memory.
+
+    Shape: images (N, 3, H, H) uint8; returns (N, 3, S, S) uint8.
+    """
+    if images.shape[-1] == image_size:
+        return images
+    out = torch.empty(len(images), 3, image_size, image_size, dtype=torch.uint8)
+    for i in range(0, len(images), 4096):
+        x = F.interpolate(images[i:i + 4096].float(), size=(image_size, image_size), mode="bilinear",
+                          antialias=True, align_corners=False)
+        out[i:i + 4096] = x.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def subsample(data: ImageSet, size: int, seed: int, name: str) -> ImageSet:
+    """A seeded random subset of `size` images (size 0 or >= len keeps all)."""
+    if not size or size >= len(data):
+        return data
+    return data.subset(torch.randperm(len(data), generator=generator(name, "subset", seed))[:size].sort().values)
+
+
+# --- array formats ---------------------------------------------------------------------------------
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def cifar(root, split: str, hundred: bool = False, download: bool = False) -> ImageSet:
+    """CIFAR-10 (cifar-10-batches-py/) or CIFAR-100 (cifar-100-python/, with coarse superclasses)."""
+    import torchvision
+
+    name = "cifar100" if hundred else "cifar10"
+    folder = data_root(root) / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    if not folder.exists():
+        if not download:
+            raise missing(name, folder, "the python version: pickled batches")
+        fetch = torchvision.datasets.CIFAR100 if hundred else torchvision.datasets.CIFAR10
+        fetch(str(data_root(root)), download=True)
+    if hundred:
+        batch = _unpickle(folder / split)
+        meta = _unpickle(folder / "meta")
+        labels, names = batch["fine_labels"], meta["fine_label_names"]
+        coarse = torch.tensor(batch["coarse_labels"])
+        extra = dict(superclass_names=meta["coarse_label_names"])
+        batches = [batch]
+    else:
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        batches = [_unpickle(folder / f) for f in files]
+        labels = [y for b in batches for y in b["labels"]]
+        names, coarse, extra = _unpickle(folder / "batches.meta")["label_names"], None, {}
+    x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+    return ImageSet(torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64), list(names),
+                    superclass=coarse, meta=dict(source=str(folder), **extra))
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+
+
+def stl10(root, split: str, download: bool = False) -> ImageSet:
+    """STL-10 binaries (stl10_binary/): train 5,000, test 8,000, unlabeled 100,000 (label -1), 96x96."""
+    import torchvision
+
+    folder = data_root(root) / "stl10_binary"
+    if not folder.exists():
+        if not download:
+            raise missing("stl10", folder, "train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin")
+        torchvision.datasets.STL10(str(data_root(root)), split="test", download=True)
+    # column-major 96x96 planes, as in the original MATLAB export
+    x = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    if split == "unlabeled":
+        y = torch.full((len(x),), -1, dtype=torch.int64)
+    else:
+        y = torch.from_numpy(np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1)
+    names = folder / "class_names.txt"
+    classes = names.read_text().split() if names.exists() else list(STL10_CLASSES)
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(x)), y, classes, meta=dict(source=str(folder)))
+
+
+def svhn(root, split: str, download: bool = False) -> ImageSet:
+    """SVHN cropped digits (svhn/{train,test}_32x32.mat); the label 10 of the files means digit 0."""
+    import scipy.io
+    import torchvision
+
+    folder = data_root(root) / "svhn"
+    path = folder / f"{split}_32x32.mat"
+    if not path.exists():
+        if not download:
+            raise missing("svhn", path, "the cropped-digits format 2 .mat files")
+        torchvision.datasets.SVHN(str(folder), split=split, download=True)
+    mat = scipy.io.loadmat(path)
+    x = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1)))
+    y = torch.from_numpy(mat["y"].reshape(-1).astype(np.int64) % 10)
+    return ImageSet(x, y, [str(d) for d in range(10)], meta=dict(source=str(path)))
+
+
+def cifar10c(root, corruption: str, severity: int) -> ImageSet:
+    """CIFAR-10-C: CIFAR-10-C/<corruption>.npy holds (50000, 32, 32, 3) = 5 severities x 10,000."""
+    if corruption not in CIFAR10C:
+        raise ValueError(f"corruption={corruption!r} is not allowed: choose one of {list(CIFAR10C)}")
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity={severity!r} is not allowed: choose one of [1, 2, 3, 4, 5]")
+    folder = data_root(root) / "CIFAR-10-C"
+    path = folder / f"{corruption}.npy"
+    if not path.exists():
+        raise missing("cifar10c", path, "<corruption>.npy and labels.npy",
+                      "fetch CIFAR-10-C.tar from https://zenodo.org/record/2535967 and extract it there")
+    array = np.load(path, mmap_mode="r")
+    per = len(array) // 5                                               # 10,000 in the release
+    part = slice((severity - 1) * per, severity * per)
+    x = torch.from_numpy(np.array(array[part])).permute(0, 3, 1, 2).contiguous()   # copied out of the map
+    y = torch.from_numpy(np.load(folder / "labels.npy")[part].astype(np.int64))
+    return ImageSet(x, y, list(CIFAR10_CLASSES), meta=dict(source=str(path), corruption=corruption, severity=severity))
+
+
+# --- folders of images, through torchvision ---------------------------------------------------------
+def pil_images(dataset, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (PIL image, label) of a torchvision dataset as uint8, short side resized then centre-cropped.
+
+    Shape: returns images (N, 3, S, S) uint8 and labels (N,) int64.
+    """
+    from torchvision.transforms import v2
+
+    to_tensor = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
+    images = torch.empty(len(dataset), 3, image_size, image_size, dtype=torch.uint8)
+    labels = torch.empty(len(dataset), dtype=torch.int64)
+    for i in range(len(dataset)):                     # decoding JPEGs is one file at a time anyway
+        image, label = dataset[i]
+        images[i], labels[i] = to_tensor(image.convert("RGB")), int(label)
+    return images, labels
+
+
+# name: (folder under root that must exist, its layout, {split: torchvision split names}, factory)
+def _tv(cls_name: str, **fixed):
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    return lambda root, split, download: cls(str(root), split=split, download=download, **fixed)
+
+
+class Files(torch.utils.data.Dataset):
+    """(path, label) pairs read as (PIL image, label), for formats no torchvision class can read here."""
+
+    def __init__(self, items: list[tuple[Path, int]], classes: list[str]):
+        self.items, self.classes = items, classes
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.items[i]
+        with Image.open(path) as image:
+            return image.convert("RGB"), label
+
+
+def _flowers(root, split, download):
+    """Flowers102: jpg/image_%05d.jpg, imagelabels.mat (labels 1-102), setid.mat (trnid, valid, tstid)."""
+    import scipy.io
+    import torchvision
+
+    folder = Path(root) / "flowers-102"
+    if download and not (folder / "setid.mat").exists():
+        torchvision.datasets.Flowers102(str(root), split=split, download=True)
+    key = {"train": "trnid", "val": "valid", "test": "tstid"}[split]
+    ids = np.atleast_1d(scipy.io.loadmat(folder / "setid.mat", squeeze_me=True)[key])
+    labels = np.atleast_1d(scipy.io.loadmat(folder / "imagelabels.mat", squeeze_me=True)["labels"])
+    items = [(folder / "jpg" / f"image_{i:05d}.jpg", int(labels[i - 1]) - 1) for i in ids]
+    return Files(items, [f"flower {k}" for k in range(1, 103)])
+
+
+def _caltech(root, split, download):
+    """Caltech101 categories, 30 images per class for training and the rest for testing (the usual protocol)."""
+    import torchvision
+
+    full = torchvision.datasets.Caltech101(str(root), target_type="category", download=download)
+    y = torch.tensor(full.y)
+    rank = torch.arange(len(y)) - torch.searchsorted(y, y)            # position within its class (y is sorted)
+    keep = (rank < 30) if split == "train" else (rank >= 30)
+    return torch.utils.data.Subset(full, keep.nonzero().squeeze(1).tolist())
+
+
+FOLDER_SETS = {
+    "dtd": ("dtd/dtd", "images/<class>/*.jpg and labels/{train,val,test}1.txt",
+            {"train": ("train", "val"), "test": ("test",)}, _tv("DTD", partition=1)),
+    "flowers102": ("flowers-102", "jpg/, imagelabels.mat, setid.mat",
+                   {"train": ("train", "val"), "test": ("test",)}, _flowers),
+    "oxford_pets": ("oxford-iiit-pet", "images/*.jpg and annotations/{trainval,test}.txt",
+                    {"train": ("trainval",), "test": ("test",)}, _tv("OxfordIIITPet")),
+    "fgvc_aircraft": ("fgvc-aircraft-2013b", "data/images/*.jpg, data/variants.txt, data/images_variant_*.txt",
+                      {"train": ("trainval",), "test": ("test",)}, _tv("FGVCAircraft")),
+    "food101": ("food-101", "images/<class>/*.jpg and meta/{train,test}.json",
+                {"train": ("train",), "test": ("test",)}, _tv("Food101")),
+    "caltech101": ("caltech101/101_ObjectCategories", "<class>/image_%04d.jpg, BACKGROUND_Google included",
+                   {"train": ("train",), "test": ("test",)}, _caltech),
+}
+
+
+def _class_names(part) -> list[str]:
+    if isinstance(part, torch.utils.data.Subset):
+        return list(part.dataset.categories)
+    return list(part.classes)
+
+
+def folder_set(name: str, root, split: str, image_size: int, download: bool = False) -> ImageSet:
+    """One split of a folder-of-JPEG dataset in FOLDER_SETS (the union of its torchvision splits),
+    built once and cached as uint8; labels index one class list shared by every split."""
+    folder, layout, splits, factory = FOLDER_SETS[name]
+    base = data_root(root)
+    if not (base / folder).exists() and not download:
+        raise missing(name, base / folder, layout)
+    where = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:8]
+
+    def build():
+        parts = [factory(base, s, download) for s in splits[split]]
+        # DTD names a split's classes from that split's own rows: take the list from its image folders
+        classes = (sorted(p.name for p in (base / folder / "images").iterdir()) if name == "dtd"
+                   else _class_names(factory(base, splits["train"][0], False)))
+        images, labels = [], []
+        for part in parts:
+            x, y = pil_images(part, image_size)
+            names = _class_names(part)
+            images.append(x)
+            labels.append(torch.tensor([classes.index(names[k]) for k in y.tolist()], dtype=torch.int64))
+        return ImageSet(torch.cat(images), torch.cat(labels), classes, meta=dict(source=str(base / folder)))
+
+    return cached(f"{name}-{'+'.join(splits[split])}-{where}-0-{image_size}", build)
+
+
+def image_folder(path, split: str, image_size: int) -> ImageSet:
+    """Any image folder: <path>/<split>/<class>/<image> (ImageNet-100, an uncurated crawl in one class)."""
+    import torchvision
+
+    path = Path(path).expanduser()
+    folders = {"train": ("train",), "test": ("test", "val")}[split]
+    found = [path / f for f in folders if (path / f).exists()]
+    if not found:
+        raise missing("imagefolder", path / folders[0], "<class>/<image> files (torchvision ImageFolder)",
+                      "copy or link the images there (there is nothing to download)")
+    where = hashlib.sha256(str(found[0].resolve()).encode()).hexdigest()[:8]
+
+    def build():
+        dataset = torchvision.datasets.ImageFolder(str(found[0]))
+        images, labels = pil_images(dataset, image_size)
+        return ImageSet(images, labels, list(dataset.classes), meta=dict(source=str(found[0])))
+
+    return cached(f"imagefolder-{split}-{where}-0-{image_size}", build)
+
+
+# --- registration -----------------------------------------------------------------------------------
+def _register(name: str, load, doc: str) -> None:
+    """Register `load(root, split, image_size, download, **kw) -> ImageSet` as dataset `name`."""
+    @register_dataset(name)
+    def builder(split: str = "train", seed: int = 0, image_size: int = 32, size: int = 0, root=None,
+                download: bool = False, **kw) -> ImageSet:
+        data = load(root, split, image_size, download, **kw)
+        data = ImageSet(resize(data.images, image_size), data.labels, data.class_names, data.masks,
+                        data.captions, data.superclass, data.meta)
+        return subsample(data, size, seed, name) if split == "train" else data
+
+    builder.__doc__ = doc + " `size` keeps a seeded random subset of the train split."
+
+
+def _cifar10c(root, split, image_size, download, corruption="gaussian_noise", severity=1):
+    choose("split", split, ("test",))                                  # CIFAR-10-C has no train split
+    return cifar10c(root, corruption, severity)
+
+
+def _stl10_unlabeled(root, split, image_size, download):
+    if split == "test":
+        return stl10(root, "test", download)
+    where = hashlib.sha256(str(data_root(root).resolve()).encode()).hexdigest()[:8]
+
+    def build():
+        parts = [stl10(root, s, download) for s in ("train", "unlabeled")]
+        return ImageSet(torch.cat([resize(p.images, image_size) for p in parts]),
+                        torch.cat([p.labels for p in parts]), parts[0].class_names)
+
+    return cached(f"stl10_unlabeled-train-{where}-0-{image_size}", build)
+
+
+_register("cifar10", lambda root, split, image_size, download: cifar(root, split, False, download),
+          "CIFAR-10: 50,000 train / 10,000 test, 32x32, 10 classes.")
+_register("cifar100", lambda root, split, image_size, download: cifar(root, split, True, download),
+          "CIFAR-100: 50,000 train / 10,000 test, 100 classes in 20 superclasses.")
+_register("stl10", lambda root, split, image_size, download: stl10(root, split, download),
+          "STL-10 labelled: 5,000 train / 8,000 test, 96x96 (resized to image_size).")
+_register("stl10_unlabeled", _stl10_unlabeled,
+          "STL-10 for self-supervised pretraining: train = train + unlabeled (105,000; label -1 where "
+          "unknown), test = the labelled test split.")
+_register("svhn", lambda root, split, image_size, download: svhn(root, split, download),
+          "SVHN cropped digits: 73,257 train / 26,032 test.")
+_register("cifar10c", _cifar10c,
+          "CIFAR-10-C, test split only: load_dataset('cifar10c', 'test', corruption=..., severity=1..5).")
+for _name, _doc in {"dtd": "Describable Textures (partition 1; train = train + val), 47 classes.",
+                    "flowers102": "Oxford Flowers-102 (train = train + val), 102 classes.",
+                    "oxford_pets": "Oxford-IIIT Pets (trainval / test), 37 breeds.",
+                    "fgvc_aircraft": "FGVC-Aircraft variants (trainval / test), 100 classes.",
+                    "food101": "Food-101 (train / test), 101 classes.",
+                    "caltech101": "Caltech-101: 30 images per class to train, the rest to test."}.items():
+    _register(_name, lambda root, split, image_size, download, _n=_name:
+              folder_set(_n, root, split, image_size, download),
+              _doc + " Folder of JPEGs, read through torchvision and cached as uint8.")
+_register("imagenet100", lambda root, split, image_size, download:
+          image_folder(data_root(root) / "imagenet100", split, image_size),
+          "ImageNet-100 as an image folder: <root>/imagenet100/{train,val}/<class>/<image>.")
+_register("imagefolder", lambda root, split, image_size, download, path: image_folder(path, split, image_size),
+          "Any image folder: load_dataset('imagefolder', split, path=...) reads <path>/{train,test or val}/<class>/.")

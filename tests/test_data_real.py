@@ -1,0 +1,213 @@
+"""Real-dataset loaders, on tiny files written in each dataset's own on-disk format (nothing downloaded)."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+
+import ssl_core.data.real  # noqa: F401  (registers the real datasets)
+from ssl_core.data import load_dataset
+
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SSL_CORE_DATA", raising=False)
+
+
+def rng_images(n, size, seed):
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+
+
+def save_jpeg(path, colour, size=(20, 14)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, quality=95)
+
+
+def assert_colours(data, expected_labels):
+    """Solid-colour JPEGs: each image's mean colour is its label's colour, and labels are as written."""
+    assert data.images.dtype == torch.uint8 and data.images.shape[1:] == (3, 32, 32)
+    assert data.labels.tolist() == expected_labels
+    for image, label in zip(data.images, data.labels.tolist()):
+        assert (image.float().mean((1, 2)) - torch.tensor(COLOURS[label], dtype=torch.float)).abs().max() < 6
+
+
+def test_cifar10(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    written = {}
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        x = rng_images(2, 32, i).reshape(2, -1)
+        written[name] = (x, [i % 10, (i + 3) % 10])
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": x, "labels": written[name][1], "batch_label": name}, f, protocol=2)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{k}" for k in range(10)]}, f, protocol=2)
+    train = load_dataset("cifar10", "train", root=tmp_path)
+    test = load_dataset("cifar10", "test", root=tmp_path)
+    assert train.images.shape == (10, 3, 32, 32) and len(test) == 2 and train.class_names[3] == "class3"
+    x, labels = written["data_batch_2"]
+    row = x[1]                                                         # image 3 of the train split
+    for c, r, col in [(0, 0, 0), (1, 5, 7), (2, 31, 30)]:
+        assert train.images[3, c, r, col] == row[c * 1024 + r * 32 + col]
+    assert train.labels[3] == labels[1]
+    assert len(load_dataset("cifar10", "train", root=tmp_path, size=4, seed=1)) == 4
+
+
+def test_cifar100_with_superclasses(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for split, n in (("train", 4), ("test", 3)):
+        with open(folder / split, "wb") as f:
+            pickle.dump({"data": rng_images(n, 32, n).reshape(n, -1), "fine_labels": list(range(n)),
+                         "coarse_labels": [k // 2 for k in range(n)]}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"f{k}" for k in range(100)],
+                     "coarse_label_names": [f"c{k}" for k in range(20)]}, f, protocol=2)
+    train = load_dataset("cifar100", "train", root=tmp_path)
+    assert train.num_classes == 100 and train.superclass.tolist() == [0, 0, 1, 1]
+    assert torch.equal(train.images, torch.from_numpy(rng_images(4, 32, 4)))
+    assert len(load_dataset("cifar100", "test", root=tmp_path)) == 3
+
+
+def test_stl10_column_major_binaries_and_unlabeled(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    images = {s: rng_images(n, 96, k) for k, (s, n) in enumerate((("train", 3), ("test", 2), ("unlabeled", 4)))}
+    for split, x in images.items():
+        x.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")     # column-major planes, as released
+    np.array([1, 10, 5], dtype=np.uint8).tofile(folder / "train_y.bin")
+    np.array([2, 3], dtype=np.uint8).tofile(folder / "test_y.bin")
+    train = load_dataset("stl10", "train", root=tmp_path, image_size=96)
+    assert torch.equal(train.images, torch.from_numpy(images["train"])) and train.labels.tolist() == [0, 9, 4]
+    small = load_dataset("stl10", "test", root=tmp_path)
+    assert small.images.shape == (2, 3, 32, 32) and small.labels.tolist() == [1, 2]
+    pretrain = load_dataset("stl10_unlabeled", "train", root=tmp_path)
+    assert len(pretrain) == 7 and pretrain.labels.tolist() == [0, 9, 4, -1, -1, -1, -1]
+
+
+def test_svhn_mat(tmp_path):
+    (tmp_path / "svhn").mkdir()
+    x = rng_images(3, 32, 0)
+    scipy.io.savemat(tmp_path / "svhn" / "train_32x32.mat",
+                     {"X": x.transpose(2, 3, 1, 0), "y": np.array([[10], [1], [9]], dtype=np.uint8)})
+    data = load_dataset("svhn", "train", root=tmp_path)
+    assert torch.equal(data.images, torch.from_numpy(x)) and data.labels.tolist() == [0, 1, 9]
+
+
+def test_cifar10c_npy(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    x = np.random.default_rng(0).integers(0, 256, (5 * 4, 32, 32, 3), dtype=np.uint8)   # 5 severities x 4
+    np.save(folder / "fog.npy", x)
+    np.save(folder / "labels.npy", np.arange(20) % 10)
+    data = load_dataset("cifar10c", "test", root=tmp_path, corruption="fog", severity=3)
+    assert torch.equal(data.images, torch.from_numpy(x[8:12]).permute(0, 3, 1, 2))
+    assert data.labels.tolist() == [8, 9, 0, 1]
+    with pytest.raises(ValueError, match="split"):
+        load_dataset("cifar10c", "train", root=tmp_path, corruption="fog")
+    with pytest.raises(ValueError, match="severity"):
+        load_dataset("cifar10c", "test", root=tmp_path, corruption="fog", severity=6)
+
+
+def test_dtd(tmp_path):
+    base = tmp_path / "dtd" / "dtd"
+    files = {"train": [("banded", 1), ("dotted", 1)], "val": [("banded", 2)], "test": [("dotted", 3)]}
+    for split, items in files.items():
+        (base / "labels").mkdir(parents=True, exist_ok=True)
+        (base / "labels" / f"{split}1.txt").write_text("".join(f"{c}/{c}_{k}.jpg\n" for c, k in items))
+        for c, k in items:
+            save_jpeg(base / "images" / c / f"{c}_{k}.jpg", COLOURS[["banded", "dotted"].index(c)])
+    assert_colours(load_dataset("dtd", "train", root=tmp_path), [0, 1, 0])
+    assert_colours(load_dataset("dtd", "test", root=tmp_path), [1])
+
+
+def test_flowers102(tmp_path):
+    base = tmp_path / "flowers-102"
+    labels = [1, 2, 3, 1, 2]
+    for i, label in enumerate(labels, start=1):
+        save_jpeg(base / "jpg" / f"image_{i:05d}.jpg", COLOURS[label - 1])
+    scipy.io.savemat(base / "imagelabels.mat", {"labels": np.array([labels])})
+    scipy.io.savemat(base / "setid.mat", {"trnid": np.array([[1, 2]]), "valid": np.array([[3]]),
+                                          "tstid": np.array([[4, 5]])})
+    assert_colours(load_dataset("flowers102", "train", root=tmp_path), [0, 1, 2])
+    assert_colours(load_dataset("flowers102", "test", root=tmp_path), [0, 1])
+
+
+def test_oxford_pets(tmp_path):
+    base = tmp_path / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True)
+    rows = {"trainval": [("Abyssinian_1", 1), ("beagle_1", 2)], "test": [("beagle_2", 2)]}
+    for split, items in rows.items():
+        (base / "annotations" / f"{split}.txt").write_text("".join(f"{n} {k} {k} 1\n" for n, k in items))
+        for n, k in items:
+            save_jpeg(base / "images" / f"{n}.jpg", COLOURS[k - 1])
+    train = load_dataset("oxford_pets", "train", root=tmp_path)
+    assert_colours(train, [0, 1])
+    assert train.class_names == ["Abyssinian", "Beagle"]
+
+
+def test_fgvc_aircraft(tmp_path):
+    data = tmp_path / "fgvc-aircraft-2013b" / "data"
+    data.mkdir(parents=True)
+    (data / "variants.txt").write_text("707-320\nA300B4\n")
+    (data / "images_variant_trainval.txt").write_text("0001 707-320\n0002 A300B4\n")
+    (data / "images_variant_test.txt").write_text("0003 A300B4\n")
+    for name, k in (("0001", 0), ("0002", 1), ("0003", 1)):
+        save_jpeg(data / "images" / f"{name}.jpg", COLOURS[k])
+    assert_colours(load_dataset("fgvc_aircraft", "train", root=tmp_path), [0, 1])
+    assert_colours(load_dataset("fgvc_aircraft", "test", root=tmp_path), [1])
+
+
+def test_food101(tmp_path):
+    base = tmp_path / "food-101"
+    (base / "meta").mkdir(parents=True)
+    (base / "meta" / "train.json").write_text(json.dumps({"apple_pie": ["apple_pie/1"], "sushi": ["sushi/2"]}))
+    (base / "meta" / "test.json").write_text(json.dumps({"apple_pie": [], "sushi": ["sushi/3"]}))
+    for path, k in (("apple_pie/1", 0), ("sushi/2", 1), ("sushi/3", 1)):
+        save_jpeg(base / "images" / f"{path}.jpg", COLOURS[k])
+    assert_colours(load_dataset("food101", "train", root=tmp_path), [0, 1])
+    assert_colours(load_dataset("food101", "test", root=tmp_path), [1])
+
+
+def test_caltech101_thirty_per_class(tmp_path):
+    base = tmp_path / "caltech101" / "101_ObjectCategories"
+    for colour, name, n in ((3, "BACKGROUND_Google", 2), (0, "accordion", 31), (1, "ant", 32)):
+        for i in range(1, n + 1):
+            save_jpeg(base / name / f"image_{i:04d}.jpg", COLOURS[colour], size=(6, 6))
+    train = load_dataset("caltech101", "train", root=tmp_path)
+    assert train.class_names == ["accordion", "ant"]                   # the background class is dropped
+    assert_colours(train, [0] * 30 + [1] * 30)
+    assert_colours(load_dataset("caltech101", "test", root=tmp_path), [0, 1, 1])
+
+
+def test_image_folder_and_imagenet100(tmp_path):
+    for root in (tmp_path / "crawl", tmp_path / "imagenet100"):
+        for split, names in (("train", ("cat", "dog", "dog")), ("val", ("cat",))):
+            for i, name in enumerate(names):
+                path = root / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (40, 40), COLOURS[("cat", "dog").index(name)]).save(path)
+    folder = load_dataset("imagefolder", "train", path=tmp_path / "crawl")
+    assert_colours(folder, [0, 1, 1])
+    assert folder.class_names == ["cat", "dog"]
+    assert_colours(load_dataset("imagenet100", "test", root=tmp_path), [0])
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10", "svhn", "dtd", "flowers102", "oxford_pets",
+                                  "fgvc_aircraft", "food101", "caltech101", "imagenet100"])
+def test_missing_dataset_says_where_and_how(tmp_path, name):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)) as error:
+        load_dataset(name, "train", root=tmp_path)
+    assert "download=True" in str(error.value) or "nothing to download" in str(error.value)
+
+
+def test_data_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CORE_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="elsewhere"):
+        load_dataset("cifar10", "train")
