@@ -1,0 +1,79 @@
+"""Small ViTs through timm, as encoders: vit_tiny / vit_small with patch 4, and *_p8 with patch 8.
+
+At 32x32 a patch of 4 gives an 8x8 grid (64 patch tokens + CLS): the finest grid that stays
+cheap, since DINO found smaller patches give better features. A patch of 8 gives a 4x4 grid and
+runs 3-4x faster on this CPU (MEASUREMENTS.md), for presets that need speed. The patch size is
+fixed by the name (as in timm's names), so `image_size` must be a multiple of it. The `width`
+knob of build_encoder belongs to the ResNets; a ViT's size is fixed by its name (tiny 192, small 384).
+
+Pooled features are the final CLS token (timm's default pool, and what DINO and MAE probe);
+spatial features are the normed patch tokens laid out on their grid.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from ssl_core.models import register_encoder
+
+
+class ViT(nn.Module):
+    """A thin wrapper over a timm VisionTransformer that meets the encoder contract, plus MAE's masked forward."""
+
+    def __init__(self, timm_name: str, patch_size: int, image_size: int):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size={image_size!r} is not allowed for a patch-{patch_size} ViT: "
+                             f"must be a multiple of {patch_size}")
+        self.vit = timm.create_model(timm_name, pretrained=False, img_size=image_size,
+                                     patch_size=patch_size, num_classes=0)
+        self.dim = self.vit.embed_dim
+        self.patch_size = patch_size
+        self.grid = image_size // patch_size
+        self.num_patches = self.vit.patch_embed.num_patches
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (N, 3, H, W) -> (N, 1 + num_patches, D), CLS first, after the final norm."""
+        return self.vit.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (N, 3, H, W) -> (N, D), the CLS token."""
+        return self.tokens(x)[:, 0]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x (N, 3, H, W) -> (N, D, H/p, W/p), the patch tokens on their grid."""
+        patches = self.tokens(x)[:, self.vit.num_prefix_tokens:]             # (N, L, D)
+        return patches.transpose(1, 2).reshape(len(x), self.dim, self.grid, self.grid)
+
+    def forward_masked(self, x: torch.Tensor, keep_idx: torch.Tensor) -> torch.Tensor:
+        """Run the encoder on the kept patches only (MAE's encoder); position embeddings added first.
+
+        Patches are numbered row-major over the grid, as in ssl_core.losses.mae.patchify.
+        Shape: x (N, 3, H, W); keep_idx (N, K) int64 indices of kept patches; returns (N, 1 + K, D), CLS first.
+        """
+        t = self.vit._pos_embed(self.vit.patch_embed(x))                    # (N, 1 + L, D)
+        prefix, patches = t[:, : self.vit.num_prefix_tokens], t[:, self.vit.num_prefix_tokens:]
+        kept = patches.gather(1, keep_idx.unsqueeze(-1).expand(-1, -1, self.dim))   # (N, K, D)
+        t = self.vit.norm_pre(torch.cat([prefix, kept], dim=1))
+        return self.vit.norm(self.vit.blocks(t))
+
+
+@register_encoder("vit_tiny")
+def vit_tiny(width: int = 64, image_size: int = 32) -> nn.Module:
+    return ViT("vit_tiny_patch16_224", 4, image_size)
+
+
+@register_encoder("vit_tiny_p8")
+def vit_tiny_p8(width: int = 64, image_size: int = 32) -> nn.Module:
+    return ViT("vit_tiny_patch16_224", 8, image_size)
+
+
+@register_encoder("vit_small")
+def vit_small(width: int = 64, image_size: int = 32) -> nn.Module:
+    return ViT("vit_small_patch16_224", 4, image_size)
+
+
+@register_encoder("vit_small_p8")
+def vit_small_p8(width: int = 64, image_size: int = 32) -> nn.Module:
+    return ViT("vit_small_patch16_224", 8, image_size)
