@@ -1,0 +1,37 @@
+"""METHODS: what each pretraining method builds, and how one step computes its loss.
+
+A method is an nn.Module built as `METHODS[name](cfg, num_classes)`. It owns `self.encoder`
+(the part that transfers) and its heads, and `forward(x, y, g)` turns one uint8 batch on the
+training device into a scalar loss: augmentation happens inside, batched, from generator `g`.
+Methods with a momentum target also define `update_target(progress)` (progress in (0, 1]),
+which the trainer calls after every optimiser step.
+
+One module per family; recipes (hyper-parameters and their units) live in RunConfig.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ssl_core.config import RunConfig
+
+METHODS: dict[str, Callable[[RunConfig, int], nn.Module]] = {}
+
+
+def register_method(name: str, builder: Callable[[RunConfig, int], nn.Module] | None = None):
+    """Add `builder(cfg, num_classes) -> nn.Module` to METHODS; usable as a decorator."""
+    def add(fn):
+        if name in METHODS:
+            raise KeyError(f"method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+    return add if builder is None else add(builder)
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+from ssl_core.methods import clip, contrastive, dino, dnc, mae, momentum, supervised  # noqa: E402,F401  (registry)

@@ -1,0 +1,37 @@
+"""SimCLR and its decoupled variants: two views, one encoder, a projector, a contrastive loss."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ssl_core.config import RunConfig
+from ssl_core.data.views import views
+from ssl_core.losses import dcl, dclw, info_nce
+from ssl_core.methods import register_method, to_channels_last
+from ssl_core.models import build_encoder, mlp
+
+
+class Contrastive(nn.Module):
+    """SimCLR's recipe (Chen et al. 2020) with a pluggable loss of the two views' projections."""
+
+    def __init__(self, cfg: RunConfig, num_classes: int, loss: Callable[..., torch.Tensor]):
+        super().__init__()
+        self.cfg, self.loss = cfg, loss
+        self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
+        self.projector = mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        c = self.cfg
+        v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
+        z = self.projector(self.encoder(to_channels_last(torch.cat([v1, v2]))))   # (2N, P)
+        z1, z2 = z.chunk(2)
+        return self.loss(z1, z2)
+
+
+register_method("simclr", lambda cfg, n: Contrastive(cfg, n, partial(info_nce, temperature=cfg.temperature)))
+register_method("dcl", lambda cfg, n: Contrastive(cfg, n, partial(dcl, temperature=cfg.temperature)))
+register_method("dclw", lambda cfg, n: Contrastive(
+    cfg, n, partial(dclw, temperature=cfg.temperature, sigma=cfg.sigma)))

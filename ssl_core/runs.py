@@ -1,0 +1,212 @@
+"""run_or_load(cfg): a content-addressed cache of pretraining runs and their evaluations.
+
+    <cache>/runs/<cfg.key()>/config.json        the full config, written before training
+                             checkpoint.pt      the resumable training state (removed when done)
+                             model.pt           the pretrained method's weights (encoder and heads)
+                             run.json           provenance + training record, incl. model.pt's sha256
+                             evals/<eval>@<dataset>.json   tidy rows of one evaluation
+
+Every file is written atomically (temporary file + rename). An entry whose JSON does not parse,
+or whose model.pt does not match the recorded digest, is treated as missing and recomputed.
+A run that diverges raises `Diverged` and leaves no run.json behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import platform
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+import ssl_core
+from ssl_core.config import RunConfig, choose
+from ssl_core.data import cache_dir, load_dataset
+from ssl_core.evaluate import EVALS
+from ssl_core.methods import METHODS
+from ssl_core.io import read_json, save_atomic, write_json
+from ssl_core.train import resolve_device, resolve_precision, steps_per_epoch, train
+
+RUN_COLUMNS = ("method", "dataset", "encoder", "width", "epochs", "batch_size", "lr", "temperature", "seed")
+
+
+def run_dir(cfg: RunConfig) -> Path:
+    return cache_dir() / "runs" / cfg.key()
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 over the package's source files: which code produced a result."""
+    h = hashlib.sha256()
+    root = Path(ssl_core.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_record(cfg: RunConfig) -> dict | None:
+    """run.json of a finished run, if it and the encoder weights it points to are intact."""
+    d = run_dir(cfg)
+    record = read_json(d / "run.json")
+    if record is None:
+        return None
+    weights = d / "model.pt"
+    if not weights.exists() or file_sha256(weights) != record.get("model_sha256"):
+        warnings.warn(f"weights of run {cfg.key()} are missing or damaged; the run will be recomputed")
+        (d / "run.json").unlink()
+        return None
+    return record
+
+
+def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
+    """Train `cfg` unless a finished, intact run is cached; return its run.json record."""
+    cfg.validate()
+    record = read_record(cfg)
+    if record is not None:
+        return record
+    d = run_dir(cfg)
+    write_json(dataclasses.asdict(cfg), d / "config.json")
+    result = train(cfg, d, progress=progress)
+    save_atomic(result.model.state_dict(), d / "model.pt")
+    record = {
+        "config": dataclasses.asdict(cfg), "key": cfg.key(), "steps": result.steps,
+        "losses": result.losses, "train_seconds": result.seconds, "device": result.device,
+        "precision": result.precision, "num_classes": result.num_classes,
+        "stages": getattr(result.model, "stages", None),   # DnC: epochs, steps, seconds of each stage
+        "model_sha256": file_sha256(d / "model.pt"),
+        "ssl_core_version": ssl_core.__version__, "source_digest": source_digest(),
+        "torch_version": torch.__version__, "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(record, d / "run.json")
+    (d / "checkpoint.pt").unlink(missing_ok=True)
+    return record
+
+
+def load_model(cfg: RunConfig, device: torch.device | None = None) -> nn.Module:
+    """The pretrained method of `cfg` (encoder and heads; trained now if not cached), in eval mode."""
+    record = pretrain(cfg)
+    model = METHODS[cfg.method](cfg, record["num_classes"])
+    model.load_state_dict(torch.load(run_dir(cfg) / "model.pt", map_location="cpu", weights_only=True))
+    return model.to(device or resolve_device(cfg.device)).eval()
+
+
+def load_encoder(cfg: RunConfig, device: torch.device | None = None) -> nn.Module:
+    """The pretrained encoder of `cfg`: the part that transfers."""
+    return load_model(cfg, device).encoder
+
+
+def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval_dataset: str | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """Pretrain (or load) `cfg`, then run each evaluation in `evals` on `eval_dataset` (default: the
+    pretraining dataset's train/test splits). Returns tidy rows: one metric value per row, with the
+    run's config columns, its training steps and wall time."""
+    cfg.validate()
+    for name in evals:
+        choose("evals", name, EVALS)
+    eval_dataset = eval_dataset or cfg.dataset
+    record = pretrain(cfg, progress)
+    device = resolve_device(cfg.device)
+    rows, encoder, sets, features = [], None, None, {}   # features shared by the evaluations
+    for name in evals:
+        path = run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}.json"
+        cached = read_json(path)
+        if cached is None:
+            if encoder is None:
+                encoder = load_encoder(cfg, device)
+                sets = [load_dataset(eval_dataset, split, image_size=cfg.image_size) for split in ("train", "test")]
+            t0 = time.perf_counter()
+            cached = EVALS[name](encoder, *sets, device, cache=features)
+            for row in cached:
+                row["eval_seconds"] = time.perf_counter() - t0
+            write_json(cached, path)
+        rows += cached
+    df = pd.DataFrame(rows)
+    for col in RUN_COLUMNS:
+        df[col] = getattr(cfg, col)
+    df["eval_dataset"], df["steps"], df["train_seconds"], df["key"] = (
+        eval_dataset, record["steps"], record["train_seconds"], record["key"])
+    return df
+
+
+def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"),
+             eval_dataset: str | None = None, backend: str = "local", **options) -> pd.DataFrame:
+    """run_or_load over a grid on `backend`: "local" (this process), "ray" (a Ray cluster) or
+    "torchrun" (each run data-parallel over this machine's GPUs); `options` go to the backend (see
+    ssl_core.backends). Every config is validated before any compute. A run that fails is reported
+    and the others still finish; the failures are listed in the result's `attrs["failures"]` as
+    (config, error) pairs."""
+    from ssl_core.backends import BACKENDS   # (backends builds on this module)
+    choose("backend", backend, BACKENDS)
+    for name in evals:
+        choose("evals", name, EVALS)
+    for cfg in configs:
+        cfg.validate()
+    outcomes = BACKENDS[backend](configs, evals, eval_dataset, **options)
+    failures = [(cfg, out) for cfg, out in zip(configs, outcomes) if isinstance(out, str)]
+    for _, err in failures:
+        print(f"FAILED (diverged, not cached): {err}")
+    frames = [out for out in outcomes if not isinstance(out, str)]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df.attrs["failures"] = failures
+    return df
+
+
+def measure_step_seconds(cfg: RunConfig, steps: int = 2) -> float:
+    """Seconds per training step of `cfg` on its device, timed on random data after one warm-up step."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(0)
+    model = METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randint(0, 256, (cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(x, y, g)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def plan(configs: list[RunConfig], dataset_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+    """Print and return the plan: each run, whether it is cached, its steps and estimated seconds.
+
+    The estimate times two steps of every distinct (method, encoder, width, batch) uncached
+    shape on this device; evaluation time is not included.
+    """
+    for cfg in configs:
+        cfg.validate()
+    step_seconds: dict[tuple, float] = {}
+    rows = []
+    for cfg in configs:
+        n = (dataset_sizes or {}).get(cfg.dataset) or len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size,
+                                                                       size=cfg.dataset_size))
+        steps = round(cfg.epochs * steps_per_epoch(cfg, n))
+        cached = read_record(cfg) is not None
+        shape = (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, cfg.device, cfg.precision)
+        if not cached and steps and shape not in step_seconds:
+            step_seconds[shape] = measure_step_seconds(cfg)
+        seconds = 0.0 if cached or not steps else steps * step_seconds[shape]
+        rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+                     "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds})
+    df = pd.DataFrame(rows)
+    device = resolve_device(configs[0].device) if configs else "-"
+    print(f"plan: {len(df)} runs, {int(df.cached.sum())} cached, {len(df) - int(df.cached.sum())} to train "
+          f"on {device}; estimated training time {df.est_seconds.sum() / 60:.1f} min (+ evaluation)")
+    return df

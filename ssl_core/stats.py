@@ -1,0 +1,79 @@
+"""Effect sizes with their uncertainty, and verdicts computed from them (never written by hand).
+
+An effect is a mean of paired differences (one per seed) with a two-sided 95% Student-t
+interval. A claim that predicts a positive effect is
+    "reproduced"      when the whole interval is above 0,
+    "not reproduced"  when the whole interval is at or below 0 (the effect is absent or reversed),
+    "inconclusive"    otherwise (the interval straddles 0, or there are fewer than 2 seeds).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from ssl_core.io import write_json
+from ssl_core.plots import figures_dir
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Effect:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.2f} [95% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}]"
+
+
+def effect(differences) -> Effect:
+    """Mean of `differences` with a 95% t-interval (NaN bounds with fewer than 2 values)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        m = float(d.mean()) if len(d) else float("nan")
+        return Effect(m, float("nan"), float("nan"), len(d))
+    half = st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return Effect(float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d))
+
+
+def paired_effect(df: pd.DataFrame, column: str, a, b, on: str = "seed", value: str = "value") -> Effect:
+    """Effect of `column == a` minus `column == b`, paired on `on` (seeds present in both)."""
+    wide = df[df[column].isin([a, b])].pivot_table(index=on, columns=column, values=value)
+    if a not in wide or b not in wide:
+        return effect([])
+    return effect((wide[a] - wide[b]).dropna())
+
+
+def verdict(e: Effect) -> str:
+    """The verdict for a claim that predicts a positive effect (see the module docstring)."""
+    if e.n < 2 or not np.isfinite(e.low):
+        return INCONCLUSIVE
+    if e.low > 0:
+        return REPRODUCED
+    if e.high <= 0:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def combine(*verdicts: str) -> str:
+    """A claim made of parts holds only if every part holds; one part that fails fails it."""
+    if all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else INCONCLUSIVE
+
+
+def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], preset: str = "default") -> Path:
+    """Write the computed verdict and its effects beside the figures (the README's claim table is
+    checked against these files by the tests)."""
+    path = figures_dir(preset) / f"{notebook}_verdict.json"
+    write_json({"notebook": notebook, "preset": preset, "verdict": claim_verdict,
+                "effects": {k: dataclasses.asdict(e) for k, e in effects.items()}}, path)
+    return path

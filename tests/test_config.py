@@ -1,0 +1,62 @@
+"""RunConfig and preset validation: bad values fail before any compute, naming the parameter."""
+import dataclasses
+
+import pytest
+
+from ssl_core.config import RunConfig
+from ssl_core.presets import resolve
+
+
+def test_default_config_is_valid_and_key_is_stable():
+    cfg = RunConfig().validate()
+    assert cfg.key() == RunConfig().key()
+    assert len(cfg.key()) == 16
+
+
+def test_key_depends_on_recipe_not_on_device():
+    cfg = RunConfig()
+    assert cfg.replace(seed=1).key() != cfg.key()
+    assert cfg.replace(temperature=0.2).key() != cfg.key()
+    assert cfg.replace(device="cpu").key() == cfg.key()
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().seed = 3
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(method="nope"), "method='nope' is not allowed: choose one of"),
+    (dict(dataset="imagenet-9000"), "dataset='imagenet-9000' is not allowed"),
+    (dict(encoder="resnet1000"), "encoder='resnet1000' is not allowed"),
+    (dict(batch_size=1), "batch_size=1 is not allowed: must be >= 2"),
+    (dict(epochs=-1.0), "epochs=-1.0 is not allowed: must be >= 0"),
+    (dict(temperature=0.0), "temperature=0.0 is not allowed: must be > 0"),
+    (dict(precision="fp8"), "precision='fp8' is not allowed"),
+    (dict(device="tpu"), "device='tpu' is not allowed"),
+    (dict(batch_size="64"), "batch_size='64' has the wrong type: expected int"),
+    (dict(crop_min_scale=0.0), "crop_min_scale=0.0 is not allowed"),
+])
+def test_bad_values_name_the_parameter(change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        RunConfig(**change).validate()
+
+
+@pytest.mark.parametrize("knobs,message", [
+    (dict(preset="fast"), "preset='fast' is not allowed: choose one of"),
+    (dict(losses=["simclr", "triplet"]), "losses='triplet' is not allowed"),
+    (dict(batch_sizes=[1, 16]), "batch_sizes=1 is not allowed: must be >= 2"),
+    (dict(budget=-3), "budget=-3 is not allowed: must be >= 0"),
+    (dict(dataset="nowhere"), "dataset='nowhere' is not allowed"),
+    (dict(seeds=0), "seeds=0 is not allowed"),
+    (dict(colour="red"), "parameter='colour' is not allowed"),
+])
+def test_notebook_parameters_fail_fast(knobs, message):
+    preset = knobs.pop("preset", "smoke")
+    with pytest.raises(ValueError, match=message):
+        resolve("04_dcl_batch_size", preset, **knobs)
+
+
+def test_preset_knobs_override_only_when_set():
+    p = resolve("04_dcl_batch_size", "smoke", budget=2, seeds=None)
+    assert p["budget"] == 2 and p["seeds"] == resolve("04_dcl_batch_size", "smoke")["seeds"]

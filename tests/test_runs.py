@@ -1,0 +1,107 @@
+"""The trainer and the run cache under faults: kill and resume, damaged entries, divergence."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from ssl_core.config import RunConfig
+from ssl_core.runs import file_sha256, pretrain, run_dir, run_grid, run_or_load
+from ssl_core.train import Diverged
+
+TINY = RunConfig(method="simclr", dataset="curated", dataset_size=512, encoder="resnet18", width=8,
+                 epochs=2.0, batch_size=64, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _private(private_cache):
+    return private_cache
+
+
+def metrics(df):
+    return dict(zip(df.metric, df.value))
+
+
+def test_same_config_same_weights_and_metrics():
+    a = run_or_load(TINY, progress=False)
+    sha = file_sha256(run_dir(TINY) / "model.pt")
+    os.remove(run_dir(TINY) / "run.json")
+    b = run_or_load(TINY, progress=False)
+    assert file_sha256(run_dir(TINY) / "model.pt") == sha
+    assert metrics(a) == metrics(b)
+    assert set(a.metric) == {"knn_acc", "linear_acc"}
+    for col in ("method", "dataset", "batch_size", "seed", "epochs", "steps", "train_seconds"):
+        assert col in a
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, private_cache, monkeypatch):
+    cfg = TINY.replace(epochs=6.0)
+    script = textwrap.dedent(f"""
+        from ssl_core.config import RunConfig
+        from ssl_core.runs import pretrain
+        pretrain(RunConfig(**{cfg.__dict__!r}), progress=False)
+    """)
+    for name in ("killed", "clean"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data").symlink_to(private_cache / "data", target_is_directory=True)
+    env = dict(os.environ, SSL_CORE_CACHE=str(tmp_path / "killed"))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    ckpt = tmp_path / "killed" / "runs" / cfg.key() / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert ckpt.exists(), "the run never wrote its first checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(ckpt, weights_only=False)["step"]
+    assert not (ckpt.parent / "run.json").exists() and 0 < step < 6 * (512 // 64), "killed too late to test resuming"
+
+    monkeypatch.setenv("SSL_CORE_CACHE", str(tmp_path / "killed"))
+    resumed = run_or_load(cfg, progress=False)
+    resumed_sha = file_sha256(run_dir(cfg) / "model.pt")
+    monkeypatch.setenv("SSL_CORE_CACHE", str(tmp_path / "clean"))
+    clean = run_or_load(cfg, progress=False)
+    assert file_sha256(run_dir(cfg) / "model.pt") == resumed_sha
+    assert metrics(resumed) == metrics(clean)
+
+
+def test_damaged_entries_are_detected_and_recomputed():
+    first = metrics(run_or_load(TINY, progress=False))
+    d = run_dir(TINY)
+    (d / "run.json").write_text('{"config": {"method": "simc')              # torn JSON
+    with pytest.warns(UserWarning, match="damaged"):
+        assert metrics(run_or_load(TINY, progress=False)) == first
+    raw = bytearray((d / "model.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF                                              # one flipped byte
+    (d / "model.pt").write_bytes(bytes(raw))
+    for f in (d / "evals").iterdir():
+        f.unlink()
+    with pytest.warns(UserWarning, match="damaged"):
+        assert metrics(run_or_load(TINY, progress=False)) == first
+    next((d / "evals").iterdir()).write_text("not json")
+    with pytest.warns(UserWarning, match="damaged"):
+        assert metrics(run_or_load(TINY, progress=False)) == first
+
+
+def test_diverged_run_is_reported_never_cached_and_the_grid_goes_on():
+    bad = TINY.replace(lr=1e12, optimizer="sgd", epochs=1.0)
+    with pytest.raises(Diverged, match="loss became"):
+        pretrain(bad, progress=False)
+    assert not (run_dir(bad) / "run.json").exists()
+    df = run_grid([bad, TINY.replace(epochs=1.0)])
+    assert len(df.attrs["failures"]) == 1 and df.attrs["failures"][0][0] == bad
+    assert set(df.key) == {TINY.replace(epochs=1.0).key()}
+
+
+def test_zero_budget_is_the_random_initialisation():
+    record = pretrain(TINY.replace(epochs=0.0), progress=False)
+    assert record["steps"] == 0 and record["losses"] == []
+
+
+def test_batch_larger_than_dataset_fails_before_training():
+    with pytest.raises(ValueError, match="batch_size=1024 is not allowed: the pretraining set has only 512"):
+        pretrain(TINY.replace(batch_size=1024), progress=False)
