@@ -10,7 +10,6 @@ from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import DivideAndContrast, budget
 from ssl_core.train import train
 
-torch.set_num_threads(1)
 
 K, N, BATCH = 3, 96, 16
 TINY = RunConfig(method="dnc", dataset="curated", dataset_size=N, encoder="resnet18", width=8, batch_size=BATCH,

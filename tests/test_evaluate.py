@@ -15,8 +15,6 @@ from ssl_core.evaluate import (EVALS, L2_GRID, background_rows, corruption_rows,
                                segmentation_probe)
 from ssl_core.models import build_encoder
 
-torch.set_num_threads(1)
-
 
 def clusters(n, dim, classes, spread, seed):
     """Gaussian clusters around random unit-scale means. Shape: z (n, dim), y (n,)."""

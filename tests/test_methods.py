@@ -10,7 +10,6 @@ from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.methods import METHODS
 
-torch.set_num_threads(1)
 
 BATCH, CLASSES = 16, 10
 # small heads keep each case to seconds on a busy 2-core CPU; the recipes' widths are not under test
