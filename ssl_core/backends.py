@@ -28,6 +28,7 @@ from ssl_core.runs import read_record, run_dir, run_or_load
 from ssl_core.train import Diverged
 
 Outcome = pd.DataFrame | str
+DIVERGED = f"{Diverged.__module__}.{Diverged.__qualname__}: "   # how the traceback of a diverged run ends
 
 
 def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None) -> list[Outcome]:
@@ -108,7 +109,6 @@ def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset:
                  nproc_per_node: int | None = None) -> list[Outcome]:
     """Each uncached run pretrained by `torchrun --nproc_per_node=N -m ssl_core.distributed` (N: this
     machine's GPUs by default), then evaluated here with run_or_load from the cache."""
-    DIVERGED = "ssl_core.train.Diverged: "              # how the traceback of a diverged run ends
     n = nproc_per_node or max(1, torch.cuda.device_count())
     at_least("nproc_per_node", n, 1)
     outcomes = []

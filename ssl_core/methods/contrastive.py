@@ -9,6 +9,7 @@ from torch import nn
 
 from ssl_core.config import RunConfig
 from ssl_core.data.views import views
+from ssl_core.distributed import gather
 from ssl_core.losses import dcl, dclw, info_nce
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.models import build_encoder, mlp
@@ -27,7 +28,7 @@ class Contrastive(nn.Module):
         c = self.cfg
         v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
         z = self.projector(self.encoder(to_channels_last(torch.cat([v1, v2]))))   # (2N, P)
-        z1, z2 = z.chunk(2)
+        z1, z2 = gather(*z.chunk(2))            # negatives from the global batch under torchrun (else a no-op)
         return self.loss(z1, z2)
 
 
