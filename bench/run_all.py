@@ -1,0 +1,175 @@
+"""Run every benchmark side by side and write bench/RESULTS.md (machine, versions, figures, ratios, date).
+
+`make bench` runs `python bench/run_all.py`; `--quick` is a fast pass (about a minute), `--figures`
+adds the cold- and warm-cache timing of `make figures`. The default pass takes ~5 minutes on a busy
+2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Before torch loads OpenMP: on a shared CPU, spinning OpenMP threads wait for descheduled siblings and
+# a 2-thread step runs 3-8x slower than with 1 thread (measured here); passive waiting avoids that.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
+from bench import augment, step  # noqa: E402
+from bench.timing import table  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, the ISA flags that decide bf16 speed, memory, load, and torch's view of them."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flag_line = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = set(flag_line.group(1).split()) if flag_line else set()
+    pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return {"cpu": model.group(1) if model else platform.processor(),
+            "cores": f"{len(os.sched_getaffinity(0))} usable of {os.cpu_count()}",
+            "flags": ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FLAGS),
+            "torch CPU capability": torch.backends.cpu.get_cpu_capability(),
+            "memory": f"{pages * page / 2 ** 30:.0f} GiB",
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset (ACTIVE spinning)"),
+            "load average (1 min) at start": f"{os.getloadavg()[0]:.1f}",
+            "os": platform.platform()}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "torchvision", "lightly", "scikit-learn", "numpy", "pillow"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def probe(n: int | None, threads: int) -> tuple[str, list[tuple[str, float, float | None]]]:
+    """bench/probe_vs_sklearn.py in a subprocess (it prints, it returns nothing): its table and the ratio
+    of the fastest sklearn protocol with the same grid search to ssl_core's probe, at equal accuracy."""
+    size = [] if n is None else ["--n", str(n)]          # None: the script's own default size
+    cmd = [sys.executable, str(ROOT / "bench" / "probe_vs_sklearn.py"), *size, "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    rows = {}
+    for line in out.splitlines():
+        fields = line[24:].split()
+        if line.startswith(("ssl_core", "sklearn it=")) and len(fields) >= 5:
+            rows[line[:24].strip()] = dict(wall=float(fields[0]), cpu=float(fields[1]), acc=float(fields[2]))
+    ours = rows.pop("ssl_core (torch L-BFGS)")
+    equal = {k: r for k, r in rows.items() if abs(r["acc"] - ours["acc"]) <= 0.005}
+    fastest = min(equal, key=lambda k: equal[k]["wall"])
+    text = f"`{' '.join(['python'] + cmd[1:]).replace(str(ROOT) + '/', '')}`\n\n```\n{out.strip()}\n```"
+    return text, [(f"probe: fastest sklearn at equal accuracy ({fastest}) / ssl_core, wall",
+                   equal[fastest]["wall"] / ours["wall"], 3.0),
+                  (f"probe: the same, CPU time", equal[fastest]["cpu"] / ours["cpu"], None)]
+
+
+def time_figures() -> str:
+    """Wall time of `make figures` (papermill over notebooks/*.ipynb, default preset) with an empty
+    run cache (a temporary SSL_CORE_CACHE), then again on the cache that run filled."""
+    lines = ["| cache | wall s | exit status |", "|---|---:|---:|"]
+    with tempfile.TemporaryDirectory(prefix="ssl_core_cache_") as cache:
+        env = {**os.environ, "SSL_CORE_CACHE": cache}
+        for label in ("cold (empty SSL_CORE_CACHE)", "warm (the cache the cold run filled)"):
+            t0 = time.perf_counter()
+            done = subprocess.run(["make", "figures"], cwd=ROOT, env=env, capture_output=True, text=True)
+            lines.append(f"| {label} | {time.perf_counter() - t0:.1f} | {done.returncode} |")
+            if done.returncode:
+                lines.append(f"\n`make figures` failed:\n```\n{(done.stdout + done.stderr)[-2000:]}\n```")
+                break
+    return "\n".join(lines)
+
+
+def took(t0: float) -> str:
+    return f" (took {time.perf_counter() - t0:.0f} s)"
+
+
+def protocol(module) -> str:
+    """The paragraphs of a benchmark's docstring between its summary and its `Run:` line."""
+    return "\n\n".join(module.__doc__.strip().split("\n\n")[1:-1])
+
+
+def report(sections: list[tuple[str, str]], targets: list[tuple[str, float, float | None]], args,
+           host: dict[str, str]) -> str:
+    head = [f"# Benchmarks ({'quick pass' if args.quick else 'default pass'})", "",
+            f"Written by `{' '.join(['python', 'bench/run_all.py'] + sys.argv[1:])}` on "
+            f"{datetime.datetime.now().isoformat(timespec='minutes')}. Every figure is a median over "
+            "interleaved rounds (the cases of one round run back to back, the first case rotates); a ratio "
+            "is the median of the per-round ratios. The CPU may be shared: absolute figures drift, ratios "
+            "less so.", "", "## Machine", ""]
+    host = {**host, "load average (1 min) at the end": f"{os.getloadavg()[0]:.1f}"}
+    head += [f"- {k}: {v}" for k, v in host.items()]
+    head += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in versions().items()]
+    head += ["", "## Targets (issue 11)", "", "| ratio | measured | target | met |", "|---|---:|---:|---|"]
+    head += [f"| {what} | {value:.2f}x | {f'{target:g}x' if target else '-'} | "
+             f"{'-' if target is None else 'yes' if value >= target else 'no'} |" for what, value, target in targets]
+    body = [f"\n## {title}\n\n{text}" for title, text in sections]
+    return "\n".join(head) + "\n" + "\n".join(body) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fast pass: fewer rounds, smaller batches, one width")
+    parser.add_argument("--figures", action="store_true", help="also time `make figures`, cold and warm cache")
+    parser.add_argument("--compile", action="store_true", help="also time the ssl_core step under torch.compile")
+    parser.add_argument("--bf16-wide", action="store_true", help="also emulated-bf16 lightly at width 64 (slow)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--widths", type=int, nargs="+", default=[RunConfig().width, 64])
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    sections, targets, host = [], [], machine()
+
+    t0 = time.perf_counter()
+    print("augmentation", flush=True)
+    images, rounds = (512, 3) if args.quick else (1024, 5)
+    figures = augment.measure(images, 256, rounds, args.threads)
+    sections.append(("Augmentation: two views at 32x32, source images/s" + took(t0),
+                     f"`python bench/augment.py --images {images} --rounds {rounds} --threads {args.threads}`\n\n"
+                     f"{protocol(augment)}\n\n{table(figures, augment.REFERENCE)}"))
+    targets += augment.targets(figures)
+
+    for width in [RunConfig().width] if args.quick else args.widths:
+        plan = step.schedule(width, args.quick, args.bf16_wide)
+        print(f"SimCLR step, width {width}", flush=True)
+        t0 = time.perf_counter()
+        figures = step.measure(width, **plan, threads=args.threads, compile_model=args.compile)
+        flags = f"{' --bf16-wide' if plan['bf16_steps'] and width >= 64 else ''}{' --compile' if args.compile else ''}"
+        title = f"SimCLR step: CIFAR ResNet-18 width {width}, batch {plan['batch']}, source images/s"
+        sections.append((title + took(t0),
+                         f"`python bench/step.py --widths {width} --batch {plan['batch']} --steps {plan['steps']} "
+                         f"--rounds {plan['rounds']} --threads {args.threads}{flags}`\n\n"
+                         f"{protocol(step)}\n\n{table(figures, step.best_lightly(figures))}"))
+        targets += step.targets(figures, width)
+
+    print("linear probe", flush=True)
+    t0 = time.perf_counter()
+    text, rows = probe(2000 if args.quick else None, args.threads)
+    sections.append(("Linear probe vs scikit-learn (one run each, not interleaved)" + took(t0), text))
+    targets += rows
+
+    if args.figures:
+        print("make figures", flush=True)
+        sections.append(("`make figures`, default preset", time_figures()))
+    args.output.write_text(report(sections, targets, args, host))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The full SimCLR training step, source images/s: ssl_core (METHODS["simclr"], the step the trainer runs)
+vs lightly's own SimCLR example loop, with the same CIFAR ResNet-18 encoder (ssl_core.models) and batch.
+
+- ssl_core: uint8 images resident in memory, batched `views` inside the method, channels_last, the
+  precision `resolve_precision("auto")` picks here, AdamW; one forward of both views (2N images).
+- lightly, as written in its examples: SimCLRProjectionHead + NTXentLoss, SimCLRTransform per sample
+  (PIL) in a DataLoader with 2 workers, one forward per view, SGD; fp32, and with bf16 autocast (on a
+  CPU without AMX/AVX512-BF16 bf16 is emulated: it is reported, and it is slow).
+- lightly fp32 + channels_last: the one speed trick of ssl_core's a lightly user could add in a line,
+  so that "lightly's best setting" is not a straw man.
+
+Every lightly round is one whole epoch of its DataLoader, so the CPU time of its workers is all counted;
+the wall time includes the wait for the first batch once per epoch (a bias against lightly of about one
+batch of augmentation per round: keep `--steps` >= 3 where time allows). ssl_core steps over consecutive
+batches of the resident uint8 set.
+
+Run: `python bench/step.py [--quick] [--widths 16 64] [--bf16-wide] [--compile]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see bench/run_all.py
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
+from bench.augment import PerSample, lightly_transform, to_pil  # noqa: E402
+from bench.timing import Figure, interleave, ratio, table, timed  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.data import load_dataset  # noqa: E402
+from ssl_core.methods import METHODS  # noqa: E402
+from ssl_core.models import build_encoder  # noqa: E402
+from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
+
+OURS = "ssl_core simclr step"
+WARM = 8   # images in the untimed warm-up step of every setting
+LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly bf16 autocast")
+
+
+def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False):
+    """The trainer's step (ssl_core.train.train, stage "the loop") on the CPU, as a function of a uint8 batch."""
+    device = torch.device("cpu")
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
+    model = METHODS["simclr"](cfg, num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    forward = torch.compile(model) if compile_model else model
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = forward(x, y, g)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step, precision
+
+
+class LightlySimCLR(nn.Module):
+    """The model of lightly's SimCLR example: backbone, then SimCLRProjectionHead."""
+
+    def __init__(self, backbone: nn.Module, dim: int, hidden: int, out: int):
+        from lightly.models.modules import SimCLRProjectionHead
+        super().__init__()
+        self.backbone, self.projection_head = backbone, SimCLRProjectionHead(dim, hidden, out)
+
+    def forward(self, x):
+        return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+
+def lightly_step(cfg: RunConfig, bf16: bool = False, channels_last: bool = False):
+    """lightly's example loop body for one batch of two views (NTXentLoss, SGD lr 0.06 as written)."""
+    from lightly.loss import NTXentLoss
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
+    model = LightlySimCLR(encoder, encoder.dim, cfg.proj_hidden, cfg.proj_dim)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    criterion, optimizer = NTXentLoss(temperature=cfg.temperature), torch.optim.SGD(model.parameters(), lr=0.06)
+
+    def step(x0: torch.Tensor, x1: torch.Tensor) -> None:
+        x0, x1 = x0.contiguous(memory_format=fmt), x1.contiguous(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z0, z1 = model(x0), model(x1)
+            loss = criterion(z0, z1)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return step
+
+
+def measure(width: int, batch: int, steps: int, rounds: int, threads: int = 2, bf16_steps: int = 1,
+            compile_model: bool = False, verbose: bool = True) -> dict[str, Figure]:
+    """Images/s of every setting at one encoder width, interleaved over `rounds` rounds of `steps` steps.
+
+    The emulated-bf16 lightly setting takes `bf16_steps` steps a round (0 = left out): it is ~10x slower.
+    """
+    torch.set_num_threads(threads)
+    cfg = RunConfig(encoder="resnet18", width=width, batch_size=batch, device="cpu")
+    data = load_dataset(cfg.dataset, "train", image_size=cfg.image_size)
+    n = max(steps, bf16_steps) * batch
+    images, labels = data.images[:n], data.labels[:n]
+    ours, precision = ssl_core_step(cfg, data.num_classes)
+    ours(images[:WARM], labels[:WARM])                                        # warm-up: allocator, first calls
+
+    def ours_round(step=ours):
+        return timed(steps * batch, lambda: [step(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
+                                             for i in range(steps)])
+
+    pils = to_pil(images)
+    transform = lightly_transform(cfg)
+    loaders = {k: DataLoader(PerSample(pils[:k * batch], transform), batch_size=batch, shuffle=True,
+                             drop_last=True, num_workers=2, persistent_workers=True) for k in {steps, bf16_steps} - {0}}
+
+    def lightly_round(step, k):
+        def one_round():                                  # one whole epoch, its start-up included
+            return timed(k * batch, lambda: [step(x0, x1) for x0, x1 in loaders[k]])
+        for i, (x0, x1) in enumerate(loaders[k]):         # warm-up: a whole epoch starts the workers ...
+            if i == 0:
+                step(x0[:WARM], x1[:WARM])                # ... and one small step the model
+        return one_round
+
+    cases = {OURS: ours_round,
+             LIGHTLY[0]: lightly_round(lightly_step(cfg), steps),
+             LIGHTLY[1]: lightly_round(lightly_step(cfg, channels_last=True), steps)}
+    if bf16_steps:
+        cases[LIGHTLY[2]] = lightly_round(lightly_step(cfg, bf16=True), bf16_steps)
+    notes = {OURS: f"{precision}, channels_last, {threads} threads",
+             LIGHTLY[0]: "SimCLRTransform in 2 workers",
+             LIGHTLY[2]: f"emulated on this CPU; {bf16_steps} step(s) a round" if bf16_steps else ""}
+    if compile_model:
+        compiled, _ = ssl_core_step(cfg, data.num_classes, compile_model=True)
+        first = timed(2 * batch, lambda: [compiled(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
+                                          for i in range(2)])          # the backward compiles lazily too
+        cases[OURS + " + torch.compile"] = lambda: ours_round(compiled)
+        notes[OURS + " + torch.compile"] = f"compiling (first 2 steps) took {first.wall:.0f} s, {first.cpu:.0f} CPU-s"
+    return interleave(cases, rounds, notes, verbose)
+
+
+def best_lightly(figures: dict[str, Figure], cpu: bool = False) -> str:
+    return max((name for name in LIGHTLY if name in figures), key=lambda name: figures[name].median(cpu))
+
+
+def targets(figures: dict[str, Figure], width: int) -> list[tuple[str, float, float | None]]:
+    """(what, measured ratio, issue-11 target or None): the target is 2x at the default CPU width, 1.2x at 64."""
+    best, best_cpu = best_lightly(figures), best_lightly(figures, cpu=True)
+    target = 1.2 if width >= 64 else 2.0
+    rows = [(f"SimCLR step, width {width}: ssl_core / lightly's best ({best})", ratio(figures, OURS, best), target),
+            (f"SimCLR step, width {width}: ssl_core / lightly's best per CPU-second ({best_cpu})",
+             ratio(figures, OURS, best_cpu, cpu=True), target),
+            (f"SimCLR step, width {width}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None)]
+    if OURS + " + torch.compile" in figures:
+        rows.append((f"SimCLR step, width {width}: ssl_core compiled / eager",
+                     ratio(figures, OURS + " + torch.compile", OURS), None))
+    return rows
+
+
+def schedule(width: int, quick: bool = False, bf16_wide: bool = False) -> dict:
+    """Batch, steps a round, rounds and emulated-bf16 steps a round for one width (~2 minutes a width here).
+
+    ResNet-18 at width 64 costs ~15x width 16 per image, and emulated bf16 ~15x fp32 on top: at width 64
+    the bf16 setting is left out unless asked for (`bf16_wide`, about 5 more minutes).
+    """
+    if quick:
+        return dict(batch=32, steps=2, rounds=2, bf16_steps=0)
+    if width < 64:
+        return dict(batch=64, steps=4, rounds=3, bf16_steps=1)
+    return dict(batch=32, steps=1, rounds=3, bf16_steps=1 if bf16_wide else 0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="the default width only, batch 32, 2 steps x 2 rounds, no bf16")
+    parser.add_argument("--widths", type=int, nargs="+", default=[RunConfig().width, 64])
+    parser.add_argument("--batch", type=int, help="override the schedule's batch size")
+    parser.add_argument("--steps", type=int, help="override the schedule's steps a round")
+    parser.add_argument("--rounds", type=int, help="override the schedule's rounds")
+    parser.add_argument("--bf16-wide", action="store_true", help="also emulated-bf16 lightly at width 64 (slow)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time the ssl_core step under torch.compile")
+    args = parser.parse_args(argv)
+    for width in [RunConfig().width] if args.quick else args.widths:
+        plan = schedule(width, args.quick, args.bf16_wide)
+        plan.update({k: v for k in ("batch", "steps", "rounds") if (v := getattr(args, k)) is not None})
+        print(f"resnet18 width {width}, {plan}")
+        figures = measure(width, **plan, threads=args.threads, compile_model=args.compile)
+        print(table(figures, best_lightly(figures)))
+        for what, value, target in targets(figures, width):
+            print(f"{what}: {value:.2f}x" + (f" (target {target:g}x)" if target else ""))
+
+
+if __name__ == "__main__":
+    main()

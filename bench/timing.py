@@ -1,0 +1,96 @@
+"""Side-by-side timing: every case runs once per round, rounds interleave, the median round counts.
+
+The CPU this runs on may be shared, so wall-clock speed drifts from minute to minute; interleaving
+the cases (and rotating which goes first) exposes them to the same drift, and the median of the
+per-round ratios is the figure to quote. Each round also records the CPU time of this process and
+its live children (DataLoader workers): on a shared CPU a pipeline with more processes gets a larger
+share of the machine, so images per CPU-second is the fairer measure of work, wall time the measure
+of what a user waits for.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and of its live child processes."""
+    total, me, tick = time.process_time(), str(os.getpid()), os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()   # after "pid (comm)": state, ppid, ...
+        except OSError:                                           # the process ended meanwhile
+            continue
+        if fields[1] == me:
+            total += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+    return total
+
+
+@dataclass
+class Sample:
+    """One round of one case."""
+
+    images: int
+    wall: float     # seconds
+    cpu: float      # CPU seconds, this process and its children
+
+
+def timed(images: int, fn: Callable[[], object]) -> Sample:
+    """Wall and CPU time of one call of `fn`, which processes `images` images."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    fn()
+    return Sample(images, time.perf_counter() - wall, cpu_seconds() - cpu)
+
+
+@dataclass
+class Figure:
+    """One measured case over its rounds."""
+
+    case: str
+    samples: list[Sample] = field(default_factory=list)
+    note: str = ""
+
+    def rates(self, cpu: bool = False) -> list[float]:
+        """Images per wall second (or per CPU second) in each round."""
+        return [s.images / (s.cpu if cpu else s.wall) for s in self.samples]
+
+    def median(self, cpu: bool = False) -> float:
+        return statistics.median(self.rates(cpu))
+
+    def spread(self) -> str:
+        rates = self.rates()
+        return f"{min(rates):,.1f}-{max(rates):,.1f}" if len(rates) > 1 else "-"
+
+
+def interleave(cases: dict[str, Callable[[], Sample]], rounds: int, notes: dict[str, str] | None = None,
+               verbose: bool = True) -> dict[str, Figure]:
+    """Run every case once per round (round r starts at case r mod len) and collect its samples."""
+    figures = {name: Figure(name, note=(notes or {}).get(name, "")) for name in cases}
+    names = list(cases)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            figures[name].samples.append(cases[name]())
+            if verbose:
+                s = figures[name].samples[-1]
+                print(f"  round {r + 1}/{rounds} {name:38s} {s.images / s.wall:10,.1f} images/s "
+                      f"{s.images / s.cpu:10,.1f} images/CPU-s", flush=True)
+    return figures
+
+
+def ratio(figures: dict[str, Figure], ours: str, peer: str, cpu: bool = False) -> float:
+    """Median over rounds of the per-round ratio ours/peer (one round's cases ran back to back)."""
+    return statistics.median(a / b for a, b in zip(figures[ours].rates(cpu), figures[peer].rates(cpu)))
+
+
+def table(figures: dict[str, Figure], reference: str) -> str:
+    """A markdown table of the figures, each with its median per-round ratio to `reference`."""
+    lines = [f"| case | images/s | range over rounds | x {reference} | images/CPU-s | x {reference}, CPU | note |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for f in figures.values():
+        lines.append(f"| {f.case} | {f.median():,.1f} | {f.spread()} | {ratio(figures, f.case, reference):.2f} | "
+                     f"{f.median(cpu=True):,.1f} | {ratio(figures, f.case, reference, cpu=True):.2f} | {f.note} |")
+    return "\n".join(lines)
