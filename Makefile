@@ -43,6 +43,7 @@ lab: .venv/.installed
 	.venv/bin/jupyter lab notebooks
 
 bench: .venv/.installed
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,scale,bench]"   # the peers measured beside us
 	$(PY) bench/run_all.py
 
 clean:
