@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ssl_core.config import RunConfig, at_least
 from ssl_core.data import cache_dir
 from ssl_core.io import read_json, write_json
-from ssl_core.runs import read_record, run_dir, run_or_load
+from ssl_core.runs import eval_path, read_record, run_dir, run_or_load
 from ssl_core.train import Diverged
 
 Outcome = pd.DataFrame | str
@@ -44,9 +44,9 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
 
 def fully_cached(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None) -> bool:
     """Whether run_or_load(cfg, evals, eval_dataset) would only read the cache (no training, no evaluation)."""
-    eval_dataset = (eval_dataset or cfg.dataset).replace("/", "_")   # the file names run_or_load writes
+    eval_dataset = eval_dataset or cfg.dataset
     return read_record(cfg) is not None and all(
-        read_json(run_dir(cfg) / "evals" / f"{name}@{eval_dataset}.json") is not None for name in evals)
+        read_json(eval_path(cfg, name, eval_dataset)) is not None for name in evals)
 
 
 def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,

@@ -39,6 +39,11 @@ def run_dir(cfg: RunConfig) -> Path:
     return cache_dir() / "runs" / cfg.key()
 
 
+def eval_path(cfg: RunConfig, name: str, eval_dataset: str) -> Path:
+    """Where the rows of evaluation `name` of run `cfg` on `eval_dataset` are cached."""
+    return run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}.json"
+
+
 @lru_cache(maxsize=1)
 def source_digest() -> str:
     """sha256 over the package's source files: which code produced a result."""
@@ -118,7 +123,7 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
     device = resolve_device(cfg.device)
     rows, encoder, sets, features = [], None, None, {}   # features shared by the evaluations
     for name in evals:
-        path = run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}.json"
+        path = eval_path(cfg, name, eval_dataset)
         cached = read_json(path)
         if cached is None:
             if encoder is None:
