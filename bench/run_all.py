@@ -78,7 +78,7 @@ def probe(n: int | None, threads: int) -> tuple[str, list[tuple[str, float, floa
     text = f"`{' '.join(['python'] + cmd[1:]).replace(str(ROOT) + '/', '')}`\n\n```\n{out.strip()}\n```"
     return text, [(f"probe: fastest sklearn at equal accuracy ({fastest}) / ssl_core, wall",
                    equal[fastest]["wall"] / ours["wall"], 3.0),
-                  (f"probe: the same, CPU time", equal[fastest]["cpu"] / ours["cpu"], None)]
+                  ("probe: the same, CPU time", equal[fastest]["cpu"] / ours["cpu"], None)]
 
 
 def time_figures() -> str:

@@ -18,19 +18,14 @@ from torch import nn
 from ssl_core.config import at_least, positive
 from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize
+from ssl_core.registry import registrar
 
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)   # lambda of the probe's loss, strongest first
 EVALS: dict[str, Callable[..., list[dict]]] = {}
 
 
-def register_eval(name: str):
-    """Decorator: add `fn(encoder, train, test, device, cache=None) -> rows` to EVALS."""
-    def add(fn):
-        if name in EVALS:
-            raise KeyError(f"evaluation {name!r} registered twice")
-        EVALS[name] = fn
-        return fn
-    return add
+# @register_eval(name) adds `fn(encoder, train, test, device, cache=None) -> rows`
+register_eval = registrar(EVALS, "evaluation")
 
 
 # --- features -----------------------------------------------------------------------------------

@@ -12,16 +12,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ssl_core.registry import registrar
+
 ENCODERS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_encoder(name: str):
-    def add(fn):
-        if name in ENCODERS:
-            raise KeyError(f"encoder {name!r} registered twice")
-        ENCODERS[name] = fn
-        return fn
-    return add
+# @register_encoder(name) adds a builder `fn(width, image_size) -> encoder`
+register_encoder = registrar(ENCODERS, "encoder")
 
 
 def build_encoder(name: str, width: int = 64, image_size: int = 32) -> nn.Module:

@@ -189,7 +189,7 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def plan(configs: list[RunConfig], dataset_sizes: dict[str, int] | None = None) -> pd.DataFrame:
+def plan(configs: list[RunConfig]) -> pd.DataFrame:
     """Print and return the plan: each run, whether it is cached, its steps and estimated seconds.
 
     The estimate times two steps of every distinct (method, encoder, width, batch) uncached
@@ -198,10 +198,13 @@ def plan(configs: list[RunConfig], dataset_sizes: dict[str, int] | None = None) 
     for cfg in configs:
         cfg.validate()
     step_seconds: dict[tuple, float] = {}
+    sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
     rows = []
     for cfg in configs:
-        n = (dataset_sizes or {}).get(cfg.dataset) or len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size,
-                                                                       size=cfg.dataset_size))
+        source = (cfg.dataset, cfg.image_size, cfg.dataset_size)
+        if source not in sizes:
+            sizes[source] = len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size, size=cfg.dataset_size))
+        n = sizes[source]
         steps = round(cfg.epochs * steps_per_epoch(cfg, n))
         cached = read_record(cfg) is not None
         shape = (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, cfg.device, cfg.precision)

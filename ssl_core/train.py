@@ -7,7 +7,6 @@ state travels with the checkpoint, so a run killed mid-way resumes to exactly th
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import time
 import warnings

@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `bench` is a folder of scripts, not installed
 from bench import fast_views as proposed  # noqa: E402
-from bench.timing import Sample, cpu_seconds, interleave, ratio, timed  # noqa: E402
+from bench.timing import Sample, interleave, ratio, timed  # noqa: E402
 from ssl_core.data import views as current  # noqa: E402
 
 

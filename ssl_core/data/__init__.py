@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from ssl_core.registry import registrar
+
 DATASETS: dict[str, Callable[..., "ImageSet"]] = {}
 SPLITS = ("train", "test")
 
@@ -53,14 +55,8 @@ class ImageSet:
         )
 
 
-def register_dataset(name: str):
-    """Decorator: add a builder `fn(split, seed, image_size, size, **kw) -> ImageSet` to DATASETS."""
-    def add(fn):
-        if name in DATASETS:
-            raise KeyError(f"dataset {name!r} registered twice")
-        DATASETS[name] = fn
-        return fn
-    return add
+# @register_dataset(name) adds a builder `fn(split, seed, image_size, size, **kw) -> ImageSet`
+register_dataset = registrar(DATASETS, "dataset")
 
 
 def load_dataset(name: str, split: str = "train", seed: int = 0, image_size: int = 32,

@@ -16,18 +16,13 @@ import torch
 from torch import nn
 
 from ssl_core.config import RunConfig
+from ssl_core.registry import registrar
 
 METHODS: dict[str, Callable[[RunConfig, int], nn.Module]] = {}
 
 
-def register_method(name: str, builder: Callable[[RunConfig, int], nn.Module] | None = None):
-    """Add `builder(cfg, num_classes) -> nn.Module` to METHODS; usable as a decorator."""
-    def add(fn):
-        if name in METHODS:
-            raise KeyError(f"method {name!r} registered twice")
-        METHODS[name] = fn
-        return fn
-    return add if builder is None else add(builder)
+# register_method(name, builder) or @register_method(name) adds `builder(cfg, num_classes) -> nn.Module`
+register_method = registrar(METHODS, "method")
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
