@@ -11,6 +11,8 @@ spatial features are the normed patch tokens laid out on their grid.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import timm
 import torch
 from torch import nn
@@ -59,21 +61,11 @@ class ViT(nn.Module):
         return self.vit.norm(self.vit.blocks(t))
 
 
-@register_encoder("vit_tiny")
-def vit_tiny(width: int = 64, image_size: int = 32) -> nn.Module:
-    return ViT("vit_tiny_patch16_224", 4, image_size)
+def _builder(timm_name: str, patch: int) -> Callable[..., nn.Module]:
+    return lambda width=64, image_size=32: ViT(timm_name, patch, image_size)
 
 
-@register_encoder("vit_tiny_p8")
-def vit_tiny_p8(width: int = 64, image_size: int = 32) -> nn.Module:
-    return ViT("vit_tiny_patch16_224", 8, image_size)
-
-
-@register_encoder("vit_small")
-def vit_small(width: int = 64, image_size: int = 32) -> nn.Module:
-    return ViT("vit_small_patch16_224", 4, image_size)
-
-
-@register_encoder("vit_small_p8")
-def vit_small_p8(width: int = 64, image_size: int = 32) -> nn.Module:
-    return ViT("vit_small_patch16_224", 8, image_size)
+# vit_tiny, vit_small at patch 4 (65 tokens at 32 px) and their _p8 variants (17 tokens); width is unused
+for size in ("tiny", "small"):
+    for patch, suffix in ((4, ""), (8, "_p8")):
+        register_encoder(f"vit_{size}{suffix}", _builder(f"vit_{size}_patch16_224", patch))
