@@ -1,4 +1,5 @@
-"""Where the runs of a grid execute: BACKENDS maps a name to `backend(configs, evals, eval_dataset, **options)`.
+"""Where the runs of a grid execute: BACKENDS maps a name to
+`backend(configs, evals, eval_dataset, eval_size, **options)` (the arguments of ssl_core.runs.run_or_load).
 
     local     one run after another in this process
     ray       one Ray task per run on a Ray cluster ($RAY_ADDRESS, else a local one started here)
@@ -31,25 +32,26 @@ Outcome = pd.DataFrame | str
 DIVERGED = f"{Diverged.__module__}.{Diverged.__qualname__}: "   # how the traceback of a diverged run ends
 
 
-def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None) -> list[Outcome]:
+def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,
+              eval_size: int = 0) -> list[Outcome]:
     """run_or_load of each config in turn, in this process."""
     outcomes = []
     for cfg in tqdm(configs, desc="runs"):
         try:
-            outcomes.append(run_or_load(cfg, evals, eval_dataset, progress=True))
+            outcomes.append(run_or_load(cfg, evals, eval_dataset, True, eval_size))
         except Diverged as err:
             outcomes.append(str(err))
     return outcomes
 
 
-def fully_cached(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None) -> bool:
-    """Whether run_or_load(cfg, evals, eval_dataset) would only read the cache (no training, no evaluation)."""
+def fully_cached(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0) -> bool:
+    """Whether run_or_load(cfg, evals, eval_dataset, eval_size=eval_size) would only read the cache."""
     eval_dataset = eval_dataset or cfg.dataset
     return read_record(cfg) is not None and all(
-        read_json(eval_path(cfg, name, eval_dataset)) is not None for name in evals)
+        read_json(eval_path(cfg, name, eval_dataset, eval_size)) is not None for name in evals)
 
 
-def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,
+def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0,
             num_cpus: int | None = None, cpus_per_run: float = 1, gpus_per_run: float | None = None) -> list[Outcome]:
     """run_or_load of each config as one Ray task, `cpus_per_run` CPUs and `gpus_per_run` GPUs each
     (default: 1 GPU when the cluster has GPUs; Ray hides the GPUs from a task that asks for none).
@@ -67,8 +69,8 @@ def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str 
     outcomes: list[Outcome | None] = [None] * len(configs)
     todo: dict[str, list[int]] = {}                      # run key -> indices of its configs: one task per run
     for i, cfg in enumerate(configs):
-        if fully_cached(cfg, evals, eval_dataset):
-            outcomes[i] = run_or_load(cfg, evals, eval_dataset, progress=False)
+        if fully_cached(cfg, evals, eval_dataset, eval_size):
+            outcomes[i] = run_or_load(cfg, evals, eval_dataset, False, eval_size)
         else:
             todo.setdefault(cfg.key(), []).append(i)
     if not todo:
@@ -86,7 +88,7 @@ def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str 
                                            runtime_env={"env_vars": env})
     pending: dict = {}                                   # ObjectRef -> indices of the configs it answers
     try:
-        pending = {task.remote(configs[i[0]], evals, eval_dataset, False): i for i in todo.values()}
+        pending = {task.remote(configs[i[0]], evals, eval_dataset, False, eval_size): i for i in todo.values()}
         with tqdm(total=len(pending), desc=f"runs on ray ({len(configs) - len(todo)} cached)") as bar:
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
@@ -105,7 +107,7 @@ def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str 
     return outcomes
 
 
-def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,
+def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0,
                  nproc_per_node: int | None = None) -> list[Outcome]:
     """Each uncached run pretrained by `torchrun --nproc_per_node=N -m ssl_core.distributed` (N: this
     machine's GPUs by default), then evaluated here with run_or_load from the cache."""
@@ -125,7 +127,7 @@ def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset:
                     raise RuntimeError(f"torchrun failed on run {cfg.key()}:\n{proc.stderr[-4000:]}")
                 outcomes.append(diverged[0])
                 continue
-        outcomes.append(run_or_load(cfg, evals, eval_dataset, progress=False))
+        outcomes.append(run_or_load(cfg, evals, eval_dataset, False, eval_size))
     return outcomes
 
 

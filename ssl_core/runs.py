@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 import ssl_core
-from ssl_core.config import RunConfig, choose
+from ssl_core.config import RunConfig, at_least, choose
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.methods import METHODS
+from ssl_core.methods.dnc import stage_costs
 from ssl_core.io import read_json, save_atomic, write_json
 from ssl_core.train import resolve_device, resolve_precision, steps_per_epoch, train
 
@@ -39,9 +40,11 @@ def run_dir(cfg: RunConfig) -> Path:
     return cache_dir() / "runs" / cfg.key()
 
 
-def eval_path(cfg: RunConfig, name: str, eval_dataset: str) -> Path:
-    """Where the rows of evaluation `name` of run `cfg` on `eval_dataset` are cached."""
-    return run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}.json"
+def eval_path(cfg: RunConfig, name: str, eval_dataset: str, eval_size: int = 0) -> Path:
+    """Where the rows of evaluation `name` of run `cfg` on `eval_dataset` (train split of `eval_size`
+    images, 0 = its default) are cached."""
+    size = f"-{eval_size}" if eval_size else ""
+    return run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}{size}.json"
 
 
 @lru_cache(maxsize=1)
@@ -111,10 +114,12 @@ def load_encoder(cfg: RunConfig, device: torch.device | None = None) -> nn.Modul
 
 
 def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval_dataset: str | None = None,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, eval_size: int = 0) -> pd.DataFrame:
     """Pretrain (or load) `cfg`, then run each evaluation in `evals` on `eval_dataset` (default: the
-    pretraining dataset's train/test splits). Returns tidy rows: one metric value per row, with the
-    run's config columns, its training steps and wall time."""
+    pretraining dataset's train/test splits; `eval_size` > 0 takes that many train images, the
+    test split stays whole). Returns tidy rows: one metric value per row, with the run's config
+    columns, its training steps and wall time."""
+    at_least("eval_size", eval_size, 0)
     cfg.validate()
     for name in evals:
         choose("evals", name, EVALS)
@@ -123,12 +128,13 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
     device = resolve_device(cfg.device)
     rows, encoder, sets, features = [], None, None, {}   # features shared by the evaluations
     for name in evals:
-        path = eval_path(cfg, name, eval_dataset)
+        path = eval_path(cfg, name, eval_dataset, eval_size)
         cached = read_json(path)
         if cached is None:
             if encoder is None:
                 encoder = load_encoder(cfg, device)
-                sets = [load_dataset(eval_dataset, split, image_size=cfg.image_size) for split in ("train", "test")]
+                sets = [load_dataset(eval_dataset, split, image_size=cfg.image_size, size=eval_size)
+                        for split in ("train", "test")]
             t0 = time.perf_counter()
             cached = EVALS[name](encoder, *sets, device, cache=features)
             for row in cached:
@@ -144,8 +150,8 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
 
 
 def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"),
-             eval_dataset: str | None = None, backend: str = "local", **options) -> pd.DataFrame:
-    """run_or_load over a grid on `backend`: "local" (this process), "ray" (a Ray cluster) or
+             eval_dataset: str | None = None, backend: str = "local", eval_size: int = 0, **options) -> pd.DataFrame:
+    """run_or_load (see there for `eval_dataset` and `eval_size`) over a grid on `backend`: "local" (this process), "ray" (a Ray cluster) or
     "torchrun" (each run data-parallel over this machine's GPUs); `options` go to the backend (see
     ssl_core.backends). Every config is validated before any compute. A run that fails is reported
     and the others still finish; the failures are listed in the result's `attrs["failures"]` as
@@ -154,9 +160,10 @@ def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"
     choose("backend", backend, BACKENDS)
     for name in evals:
         choose("evals", name, EVALS)
+    at_least("eval_size", eval_size, 0)
     for cfg in configs:
         cfg.validate()
-    outcomes = BACKENDS[backend](configs, evals, eval_dataset, **options)
+    outcomes = BACKENDS[backend](configs, evals, eval_dataset, eval_size, **options)
     failures = [(cfg, out) for cfg, out in zip(configs, outcomes) if isinstance(out, str)]
     for _, err in failures:
         print(f"FAILED (diverged, not cached): {err}")
@@ -207,10 +214,14 @@ def plan(configs: list[RunConfig]) -> pd.DataFrame:
         n = sizes[source]
         steps = round(cfg.epochs * steps_per_epoch(cfg, n))
         cached = read_record(cfg) is not None
-        shape = (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, cfg.device, cfg.precision)
-        if not cached and steps and shape not in step_seconds:
-            step_seconds[shape] = measure_step_seconds(cfg)
-        seconds = 0.0 if cached or not steps else steps * step_seconds[shape]
+        seconds = 0.0
+        # DnC trains its base and experts with another method's step before its own (distillation)
+        for part, epochs in stage_costs(cfg) if cfg.method == "dnc" else [(cfg, cfg.epochs)]:
+            part_steps = round(epochs * steps_per_epoch(part, n))
+            shape = (part.method, part.encoder, part.width, part.batch_size, part.image_size, part.device, part.precision)
+            if not cached and part_steps and shape not in step_seconds:
+                step_seconds[shape] = measure_step_seconds(part)
+            seconds += 0.0 if cached or not part_steps else part_steps * step_seconds[shape]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds})
     df = pd.DataFrame(rows)

@@ -108,3 +108,30 @@ def test_zero_budget_is_the_random_initialisation():
 def test_batch_larger_than_dataset_fails_before_training():
     with pytest.raises(ValueError, match="batch_size=1024 is not allowed: the pretraining set has only 512"):
         pretrain(TINY.replace(batch_size=1024), progress=False)
+
+
+def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
+    import ssl_core.runs as runs
+    from ssl_core.methods.dnc import budget
+    seconds = {"moclr": 3.0, "dnc": 1.0}
+    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg: seconds[cfg.method])
+    cfg = TINY.replace(method="dnc", epochs=5.0)
+    split, per_epoch = budget(cfg), 512 // 64
+    df = runs.plan([cfg, TINY.replace(method="moclr")])
+    assert df.est_seconds[0] == pytest.approx(round((split["base"] + split["experts"]) * per_epoch) * 3.0
+                                              + round(split["distill"] * per_epoch) * 1.0)
+    assert df.est_seconds[1] == pytest.approx(2.0 * per_epoch * 3.0)
+
+
+def test_eval_size_caches_apart_and_is_checked(monkeypatch):
+    import ssl_core.runs as runs
+    from ssl_core.runs import eval_path
+    cfg = TINY.replace(epochs=0.0)
+    sizes = []
+    real = runs.load_dataset
+    monkeypatch.setattr(runs, "load_dataset", lambda *a, **k: sizes.append(len(d := real(*a, **k))) or d)
+    run_or_load(cfg, ("knn",), "curated", progress=False, eval_size=300)
+    assert sizes == [300, 2000]                               # train cut to eval_size, test whole
+    assert eval_path(cfg, "knn", "curated", 300).exists() and not eval_path(cfg, "knn", "curated").exists()
+    with pytest.raises(ValueError, match="eval_size"):
+        run_grid([cfg], ("knn",), "curated", eval_size=-1)

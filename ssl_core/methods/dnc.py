@@ -44,6 +44,9 @@ DNC_SCHEDULES = {"1k": (200, 600, 200), "3k": (1000, 1500, 500)}   # ImageNet ep
 DNC_BASES = ("moclr", "byol", "simclr", "dcl", "dclw")               # methods with an encoder and an MLP projector
 DNC_PARTITIONS = ("kmeans", "random")
 DNC_EXPERT_DATA = ("cluster", "full")
+# The paper's ablations (PAPERS.md), each as the RunConfig fields it changes.
+DNC_ABLATIONS = {"random_partition": {"dnc_partition": "random"}, "experts_on_full_data": {"dnc_expert_data": "full"},
+                 "distill_base_only": {"dnc_targets": "base"}, "distill_experts_only": {"dnc_targets": "experts"}}
 
 
 def budget(cfg: RunConfig) -> dict[str, float]:
@@ -51,6 +54,14 @@ def budget(cfg: RunConfig) -> dict[str, float]:
     n1, n2, n3 = DNC_SCHEDULES[cfg.dnc_schedule]
     base, experts = cfg.epochs * n1 / (n1 + n2 + n3), cfg.epochs * n2 / (n1 + n2 + n3)
     return {"base": base, "experts": experts, "distill": cfg.epochs - base - experts}
+
+
+def stage_costs(cfg: RunConfig) -> list[tuple[RunConfig, float]]:
+    """What a DnC run trains, as (config whose step is timed, epochs of the full data): the base and the
+    experts are `cfg.dnc_base` steps (the experts together cost their epochs of the full data), the
+    distillation is the student's step. For a time estimate (ssl_core.runs.plan)."""
+    split = budget(cfg)
+    return [(cfg.replace(method=cfg.dnc_base), split["base"] + split["experts"]), (cfg, split["distill"])]
 
 
 class DivideAndContrast(nn.Module):
