@@ -164,9 +164,14 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float,
 
 
 def _stratified_split(y: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified when every class has 2 images and each side can hold every class; random otherwise."""
     from sklearn.model_selection import train_test_split
+    labels = y.cpu().numpy()
     index = np.arange(len(y))
-    fit, val = train_test_split(index, test_size=val_fraction, stratify=y.cpu().numpy(), random_state=seed)
+    counts = np.bincount(labels)
+    classes, n_val = int((counts > 0).sum()), int(np.ceil(val_fraction * len(y)))
+    stratify = counts[counts > 0].min() >= 2 and classes <= min(n_val, len(y) - n_val)
+    fit, val = train_test_split(index, test_size=val_fraction, stratify=labels if stratify else None, random_state=seed)
     return torch.from_numpy(np.sort(fit)), torch.from_numpy(np.sort(val))
 
 

@@ -266,3 +266,12 @@ def test_representation_eval_rows():
     assert [r["metric"] for r in rows] == ["intra_class_variation", "feature_redundancy", "kmeans_purity",
                                            "kmeans_nmi", "feature_distribution_distance"]
     assert all(np.isfinite(r["value"]) and r["eval"] == "representation" for r in rows)
+
+
+def test_probe_fits_when_the_validation_split_cannot_hold_every_class():
+    from ssl_core.evaluate import fit_linear_probe
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60).repeat(2)                         # 60 classes, 120 images: 24 validation images
+    z = torch.nn.functional.one_hot(y, 60).float() + 0.01 * torch.randn(120, 60, generator=g)
+    probe = fit_linear_probe(z, y)
+    assert probe.accuracy(z, y) == 1.0
