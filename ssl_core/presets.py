@@ -7,10 +7,66 @@ paper   real datasets on a GPU, closer to the papers' protocols
 from __future__ import annotations
 
 from ssl_core.config import RunConfig, at_least, choose
+from ssl_core.data.suite import SUITE
+from ssl_core.methods.dnc import DNC_ABLATIONS
 
 # Sized from measurements on the 2-core AVX2 machine CI runs on (no bf16 there): an eighth-width
 # (8) CIFAR ResNet-18 runs SimCLR at ~130-220 images/s in fp32 while other jobs share the cores.
 PRESETS: dict[str, dict[str, dict]] = {
+    "01_small_budget": {
+        "smoke": dict(budget=1.0, fractions=[1.0], seeds=2, tasks=["suite/digits", "suite/colour"], task_images=500,
+                      corruptions=["gaussian_noise", "contrast"], severities=[1, 5], robustness_images=200,
+                      corruption_dataset="suite/colour", dataset="curated", dataset_size=256, encoder="resnet10",
+                      width=8, batch_size=64, lr=1e-3, temperature=0.1, device="auto", backend="local"),
+        "default": dict(budget=4.0, fractions=[0.25, 0.5, 1.0], seeds=3,
+                        tasks=["suite/concepts", "suite/digits", "suite/textures", "suite/count", "suite/colour",
+                               "suite/position", "suite/shape_variants", "suite/orientation"], task_images=1000,
+                        corruptions=["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur",
+                                     "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "fog", "brightness",
+                                     "contrast", "saturate", "pixelate", "jpeg_compression", "elastic_transform"],
+                        severities=[1, 2, 3, 4, 5], robustness_images=400, corruption_dataset="curated",
+                        dataset="curated", dataset_size=0, encoder="resnet10", width=8, batch_size=64, lr=1e-3,
+                        temperature=0.1, device="auto", backend="local"),
+        "paper": dict(budget=100.0, fractions=[0.01, 0.03, 0.1, 0.3, 1.0], seeds=3,
+                      tasks=["cifar100", "cifar10", "stl10", "svhn", "dtd", "flowers102", "oxford_pets", "caltech101"],
+                      task_images=0,
+                      corruptions=["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
+                                   "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
+                                   "elastic_transform", "pixelate", "jpeg_compression"],
+                      severities=[1, 2, 3, 4, 5], robustness_images=0, corruption_dataset="cifar10c",
+                      dataset="cifar100", dataset_size=0, encoder="resnet18", width=64, batch_size=256, lr=1e-3,
+                      temperature=0.1, device="auto", backend="local"),
+    },
+    "02_curation_gap": {
+        "smoke": dict(budget=1.0, methods=["simclr", "moclr"], seeds=2, ablations=["random_partition"],
+                      ablation_seeds=1, dnc_clusters=2, suite_tasks=["digits"], eval_size=500, dataset="curated",
+                      uncurated="uncurated", dataset_size=256, encoder="resnet10", width=8, batch_size=32, lr=1e-3,
+                      temperature=0.1, device="auto", backend="local"),
+        "default": dict(budget=2.0, methods=["simclr", "moclr", "byol"], seeds=3, ablations=list(DNC_ABLATIONS),
+                        ablation_seeds=2, dnc_clusters=5, suite_tasks=["concepts", "digits", "textures", "count"],
+                        eval_size=0, dataset="curated", uncurated="uncurated", dataset_size=0, encoder="resnet10",
+                        width=8, batch_size=64, lr=1e-3, temperature=0.1, device="auto", backend="local"),
+        "paper": dict(budget=100.0, methods=["simclr", "moclr", "byol"], seeds=3, ablations=list(DNC_ABLATIONS),
+                      ablation_seeds=1, dnc_clusters=5, suite_tasks=list(SUITE), eval_size=0, dataset="cifar100",
+                      uncurated="stl10_unlabeled", dataset_size=50000, encoder="resnet18", width=64, batch_size=256,
+                      lr=1e-3, temperature=0.1, device="auto", backend="local"),
+    },
+    "03_flop_budget": {
+        "smoke": dict(budget=1.0, levels=[0.5, 1.0], methods=["clip", "dino", "simclr", "byol", "mae", "supervised"],
+                      datasets=["curated", "uncurated"], seeds=2, dataset="curated", dataset_size=64, batch_size=16,
+                      eval_train_size=64, eval_test_size=64, encoder="vit_tiny_p8", width=8, lr=1e-3,
+                      temperature=0.1, device_kind="cpu-2core", country="WLD", device="auto", backend="local"),
+        "default": dict(budget=1.0, levels=[0.25, 1.0], methods=["clip", "dino", "simclr", "byol", "mae", "supervised"],
+                        datasets=["curated", "uncurated", "uncurated_large", "scenes"], seeds=2, dataset="curated",
+                        dataset_size=768, batch_size=32, eval_train_size=64, eval_test_size=250,
+                        encoder="vit_tiny_p8", width=8, lr=1e-3, temperature=0.1, device_kind="cpu-2core",
+                        country="WLD", device="auto", backend="local"),
+        "paper": dict(budget=30.0, levels=[0.1, 0.3, 1.0], methods=["clip", "dino", "simclr", "byol", "mae", "supervised"],
+                      datasets=["curated", "uncurated", "uncurated_large", "scenes"], seeds=3, dataset="curated",
+                      dataset_size=0, batch_size=256, eval_train_size=5000, eval_test_size=2000,
+                      encoder="vit_tiny", width=8, lr=1e-3, temperature=0.1, device_kind="a100",
+                      country="WLD", device="auto", backend="local"),
+    },
     "04_dcl_batch_size": {
         "smoke": dict(budget=1.0, batch_sizes=[16, 64], losses=["simclr", "dcl", "dclw"], seeds=2,
                       temperatures=[0.1, 0.5], small_batch=16, dataset="curated", dataset_size=256,
@@ -22,10 +78,24 @@ PRESETS: dict[str, dict[str, dict]] = {
                       temperatures=[0.07, 0.1, 0.2, 0.5], small_batch=32, dataset="cifar10", dataset_size=0,
                       encoder="resnet18", width=64, lr=1e-3, temperature=0.1, device="auto", backend="local"),
     },
+    "05_mlp_projector": {
+        "smoke": dict(budget=1.0, methods=["supervised", "sl_mlp"], seeds=2, batch_size=64, suite_tasks=["digits"],
+                      metric_images=256, eval_size=500, dataset="curated", dataset_size=256, encoder="resnet10",
+                      width=8, lr=1e-3, temperature=0.1, device="auto", backend="local"),
+        "default": dict(budget=4.0, methods=["supervised", "sl_mlp", "simclr", "byol"], seeds=3, batch_size=64,
+                        suite_tasks=list(SUITE), metric_images=2000, eval_size=0, dataset="curated", dataset_size=0,
+                        encoder="resnet10", width=8, lr=1e-3, temperature=0.1, device="auto", backend="local"),
+        "paper": dict(budget=100.0, methods=["supervised", "sl_mlp", "simclr", "byol"], seeds=3, batch_size=256,
+                      suite_tasks=list(SUITE), metric_images=10000, eval_size=0, dataset="cifar100", dataset_size=0,
+                      encoder="resnet18", width=64, lr=1e-3, temperature=0.1, device="auto", backend="local"),
+    },
 }
 
 # Knobs whose values must come from a fixed set (each element, for list-valued knobs).
-CHOICES = {"losses": ("simclr", "dcl", "dclw"), "backend": ("local", "ray", "torchrun")}
+CHOICES = {"losses": ("simclr", "dcl", "dclw"), "backend": ("local", "ray", "torchrun"),
+           "ablations": tuple(DNC_ABLATIONS), "suite_tasks": tuple(SUITE)}
+# Knobs naming pretraining methods (each element must be a key of ssl_core.methods.METHODS).
+METHOD_KNOBS = ("methods",)
 
 
 def resolve(notebook: str, preset: str, **knobs) -> dict:
@@ -41,12 +111,15 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
         choose("parameter", name, params)
         if value is not None:
             params[name] = value
-    for name, allowed in CHOICES.items():
+    from ssl_core.methods import METHODS
+    for name, allowed in {**CHOICES, **{knob: tuple(METHODS) for knob in METHOD_KNOBS}}.items():
         values = params.get(name, ())
         for value in [values] if isinstance(values, str) else values:
             choose(name, value, allowed)
     at_least("budget", params["budget"], 0)
-    at_least("seeds", params["seeds"], 1)
+    for name in ("seeds", "ablation_seeds"):
+        if name in params:
+            at_least(name, params[name], 1)
     for b in params.get("batch_sizes", ()):
         at_least("batch_sizes", b, 2)
     for t in params.get("temperatures", ()):
