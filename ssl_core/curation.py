@@ -1,0 +1,82 @@
+"""The curation gap's mechanism (Tian, Henaff & van den Oord 2021, Sec. 3): on uncurated data the
+negatives in a contrastive batch are mostly irrelevant to the anchor (other concepts, other
+superclasses), so the loss is solved with coarse features; Divide and Contrast's clusters bring
+the relevant, harder negatives back.
+
+Two measurements over the batches a contrastive method would see, drawn either uniformly from
+all images (SimCLR, MoCLR) or each from one cluster (a DnC expert):
+- `negative_relevance`: per anchor, the share of its B - 1 negatives of its own superclass and
+  of its own class (the latter are false negatives);
+- `negative_similarities`: cosine similarities between an anchor's projection and its negatives'
+  (from one fixed model, so only the batching differs).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_core.config import at_least
+from ssl_core.data.views import normalize
+from ssl_core.methods import to_channels_last
+
+
+def draw_batches(n: int, batch_size: int, n_batches: int, seed: int = 0,
+                 groups: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Index batches of `batch_size` images without replacement: from all `n` images, or (with
+    `groups`, one id per image) each batch from one group picked with probability proportional to
+    its size, as a DnC expert sees only its own cluster. Groups smaller than the batch are skipped.
+    """
+    at_least("batch_size", batch_size, 2)
+    at_least("n_batches", n_batches, 1)
+    g = torch.Generator().manual_seed(seed)
+    if groups is None:
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is not allowed: there are only {n} images")
+        return [torch.randperm(n, generator=g)[:batch_size] for _ in range(n_batches)]
+    members = [(groups == k).nonzero().squeeze(1) for k in groups.unique()]
+    members = [m for m in members if len(m) >= batch_size]
+    if not members:
+        raise ValueError(f"batch_size={batch_size} is not allowed: every group is smaller than a batch")
+    sizes = torch.tensor([len(m) for m in members], dtype=torch.float)
+    picks = torch.multinomial(sizes, n_batches, replacement=True, generator=g)
+    return [members[k][torch.randperm(len(members[k]), generator=g)[:batch_size]] for k in picks.tolist()]
+
+
+def negative_relevance(labels: torch.Tensor, superclass: torch.Tensor, batches: list[torch.Tensor]) -> pd.DataFrame:
+    """Per anchor of each batch: the share of its B - 1 negatives that share its superclass
+    ("same_superclass") and its class ("same_class", false negatives). Shape: labels, superclass (N,)."""
+    rows = []
+    for index in batches:
+        y, s = labels[index], superclass[index]
+        b = len(index)
+        off = ~torch.eye(b, dtype=torch.bool)
+        same_class = ((y[:, None] == y[None]) & off).sum(1) / (b - 1)
+        same_super = ((s[:, None] == s[None]) & off).sum(1) / (b - 1)
+        rows.append(pd.DataFrame({"same_superclass": same_super.numpy(), "same_class": same_class.numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@torch.no_grad()
+def negative_similarities(project: nn.Module, images: torch.Tensor, batches: list[torch.Tensor],
+                          per_anchor: int = 8) -> pd.DataFrame:
+    """Cosine similarity s(i, k) = z_i . z_k / (|z_i| |z_k|) between each anchor's projection z = project(x)
+    and those of `per_anchor` of its negatives (the next ones in its batch), on un-augmented images.
+    `project` is an encoder followed by its projector, e.g. DnC's base model.
+    Shape: images (N, 3, H, W) uint8. Rows: similarity."""
+    at_least("per_anchor", per_anchor, 1)
+    device = next(project.parameters()).device
+    index = torch.cat(batches).unique()
+    z = {}
+    for start in range(0, len(index), 512):
+        i = index[start:start + 512]
+        out = F.normalize(project(to_channels_last(normalize(images[i].to(device)))).float(), dim=1).cpu()
+        z.update(zip(i.tolist(), out))
+    values = []
+    for batch in batches:
+        zb = torch.stack([z[i] for i in batch.tolist()])                         # (B, P)
+        sim = zb @ zb.T                                                          # (B, B)
+        keep = ~torch.eye(len(batch), dtype=torch.bool)
+        values.append(sim[keep].view(len(batch), -1)[:, :per_anchor].flatten())
+    return pd.DataFrame({"similarity": torch.cat(values).numpy()})
