@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import fast_views as proposed  # noqa: E402
 from bench.timing import Figure, interleave, ratio, table, timed  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
@@ -105,8 +104,6 @@ def measure(images: int = 1024, batch: int = 256, rounds: int = 5, threads: int 
         "ssl_core views (batched)": with_threads(threads, batched(views)),
         "ssl_core views, 1 thread": with_threads(1, batched(views)),
         "ssl_core views, hue=0": with_threads(threads, batched(views, hue=0.0)),
-        "proposed views (batched)": with_threads(threads, batched(proposed.views)),
-        "proposed views, 1 thread": with_threads(1, batched(proposed.views)),
         "lightly, 0 workers": with_threads(1, loader(PerSample(to_pil(x[:few]), lightly_tf), 0)),
         REFERENCE: with_threads(threads, loader(PerSample(to_pil(x[:n]), lightly_tf), 2)),
         "torchvision v2 per sample": with_threads(
@@ -114,7 +111,6 @@ def measure(images: int = 1024, batch: int = 256, rounds: int = 5, threads: int 
     }
     notes = {"ssl_core views (batched)": f"main process, {threads} torch threads",
              "ssl_core views, hue=0": "diagnostic: the cost of hue",
-             "proposed views (batched)": "bench/fast_views.py: the same views as ssl_core's",
              "lightly, 0 workers": "PIL per sample, main process, 1 torch thread",
              REFERENCE: "PIL per sample in 2 worker processes (1 torch thread each)",
              "torchvision v2 per sample": "uint8 tensors, main process, 1 torch thread"}
@@ -128,11 +124,6 @@ def targets(figures: dict[str, Figure]) -> list[tuple[str, float, float | None]]
     return [("augmentation: ssl_core views / lightly 2 workers", vs("ssl_core views (batched)"), 5.0),
             ("augmentation: ssl_core views / lightly 2 workers, per CPU-second", cpu("ssl_core views (batched)"), 5.0),
             ("augmentation: ssl_core views 1 thread / lightly 2 workers", vs("ssl_core views, 1 thread"), 5.0),
-            ("augmentation: proposed views / lightly 2 workers", vs("proposed views (batched)"), 5.0),
-            ("augmentation: proposed views / ssl_core views",
-             vs("proposed views (batched)", "ssl_core views (batched)"), None),
-            ("augmentation: proposed views / ssl_core views, 1 thread", vs("proposed views, 1 thread",
-                                                                          "ssl_core views, 1 thread"), None),
             ("augmentation: ssl_core views / torchvision v2 per sample",
              vs("ssl_core views (batched)", "torchvision v2 per sample"), None)]
 
