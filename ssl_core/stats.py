@@ -52,6 +52,28 @@ def paired_effect(df: pd.DataFrame, column: str, a, b, on: str = "seed", value: 
     return effect((wide[a] - wide[b]).dropna())
 
 
+
+def blocked_anova(df: pd.DataFrame, column: str, block: str = "seed", value: str = "value") -> tuple[float, float]:
+    """Do the groups of `column` differ beyond noise? A two-way ANOVA without replication (randomised
+    blocks: one value per (group, block), e.g. per (method, seed)): with grand mean m, group means g_i,
+    block means b_j over I groups and J blocks,
+        F = [J sum_i (g_i - m)^2 / (I - 1)] / [sum_ij (x_ij - g_i - b_j + m)^2 / ((I - 1)(J - 1))],
+    p = P(F(I - 1, (I - 1)(J - 1)) > F). Blocks missing a group are dropped. Returns (F, p); (nan, nan)
+    with fewer than 2 groups or 2 complete blocks.
+    """
+    wide = df.pivot_table(index=block, columns=column, values=value).dropna()
+    i, j = wide.shape[1], wide.shape[0]
+    if i < 2 or j < 2:
+        return float("nan"), float("nan")
+    x = wide.to_numpy(dtype=float)
+    m, g, b = x.mean(), x.mean(0), x.mean(1)
+    between = j * ((g - m) ** 2).sum() / (i - 1)
+    error = ((x - g[None] - b[:, None] + m) ** 2).sum() / ((i - 1) * (j - 1))
+    if error == 0:
+        return (float("inf"), 0.0) if between > 0 else (float("nan"), float("nan"))
+    f = between / error
+    return float(f), float(st.f.sf(f, i - 1, (i - 1) * (j - 1)))
+
 def verdict(e: Effect) -> str:
     """The verdict for a claim that predicts a positive effect (see the module docstring)."""
     if e.n < 2 or not np.isfinite(e.low):

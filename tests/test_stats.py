@@ -1,0 +1,66 @@
+"""Effects, verdicts and the blocked ANOVA against hand computations."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssl_core.stats import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, blocked_anova, combine, effect,
+                            paired_effect, verdict)
+
+
+def test_effect_is_the_mean_with_a_student_t_interval():
+    e = effect([1.0, 2.0, 6.0])
+    half = 4.302652729911275 * np.std([1, 2, 6], ddof=1) / math.sqrt(3)        # t(0.975, 2)
+    assert (e.mean, e.n) == (3.0, 3)
+    assert (e.low, e.high) == pytest.approx((3 - half, 3 + half))
+    assert effect([1.0, float("nan"), 3.0]).n == 2                             # non-finite values are dropped
+    one = effect([2.0])
+    assert one.mean == 2.0 and math.isnan(one.low) and verdict(one) == INCONCLUSIVE
+
+
+def test_paired_effect_pairs_on_seeds_present_in_both():
+    df = pd.DataFrame({"method": ["a", "a", "a", "b", "b"], "seed": [0, 1, 2, 0, 1], "value": [5.0, 7.0, 100.0, 1.0, 4.0]})
+    e = paired_effect(df, "method", "a", "b")
+    assert e.n == 2 and e.mean == pytest.approx(3.5)                           # seed 2 has no partner
+    assert paired_effect(df, "method", "a", "missing").n == 0
+
+
+@pytest.mark.parametrize("low, high, expected", [(0.1, 2.0, REPRODUCED), (-1.0, 0.0, NOT_REPRODUCED),
+                                                 (-3.0, -1.0, NOT_REPRODUCED), (-0.5, 0.5, INCONCLUSIVE)])
+def test_verdict_reads_the_interval(low, high, expected):
+    assert verdict(Effect((low + high) / 2, low, high, 3)) == expected
+
+
+def test_combine_needs_every_part():
+    assert combine(REPRODUCED, REPRODUCED) == REPRODUCED
+    assert combine(REPRODUCED, INCONCLUSIVE) == INCONCLUSIVE
+    assert combine(INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED) == NOT_REPRODUCED
+
+
+def test_blocked_anova_matches_a_hand_computation():
+    x = {("a", 0): 5.0, ("a", 1): 7.0, ("a", 2): 6.5, ("b", 0): 1.0, ("b", 1): 2.5, ("b", 2): 1.0,
+         ("c", 0): 3.0, ("c", 1): 3.5, ("c", 2): 2.0}
+    df = pd.DataFrame([{"method": m, "seed": s, "value": v} for (m, s), v in x.items()])
+    methods, seeds = "abc", range(3)
+    m = np.mean(list(x.values()))
+    g = {k: np.mean([x[k, s] for s in seeds]) for k in methods}
+    b = {s: np.mean([x[k, s] for k in methods]) for s in seeds}
+    ss_between = sum(3 * (g[k] - m) ** 2 for k in methods)
+    ss_error = sum((x[k, s] - g[k] - b[s] + m) ** 2 for k in methods for s in seeds)
+    f_expected = (ss_between / 2) / (ss_error / 4)
+    f, p = blocked_anova(df, "method")
+    assert f == pytest.approx(f_expected)
+    from scipy.stats import f as f_dist
+    assert p == pytest.approx(f_dist.sf(f_expected, 2, 4))
+    assert p < 0.01
+
+
+def test_blocked_anova_sees_no_difference_in_noise_and_ignores_block_shifts():
+    rng = np.random.default_rng(0)
+    rows = [{"method": k, "seed": s, "value": 10.0 * s + rng.normal()} for k in "abcd" for s in range(6)]
+    f, p = blocked_anova(pd.DataFrame(rows), "method")
+    assert p > 0.05                                                             # big seed shifts, no method effect
+    shifted = [dict(r, value=r["value"] + 3.0 * "abcd".index(r["method"])) for r in rows]
+    assert blocked_anova(pd.DataFrame(shifted), "method")[1] < 1e-6             # a method effect under the shifts
+    assert all(math.isnan(v) for v in blocked_anova(pd.DataFrame(rows[:1]), "method"))
