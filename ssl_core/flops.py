@@ -1,7 +1,8 @@
 """FLOPs of a training step, counted on the meta device, and energy / CO2 estimates from wall time.
 
 FLOPs come from torch's FlopCounterMode (matmuls, convolutions and attention; 1 MAC = 2 FLOPs;
-elementwise ops, norms and optimiser updates are not counted). Count on the meta device: on real
+elementwise ops, norms and optimiser updates are not counted; the views' crop and colour maps are
+batched matmuls, so they are, at ~0.1% of a step). Count on the meta device: on real
 CPU tensors the fused scaled-dot-product attention kernel is missed, on meta it is counted, and
 nothing is computed. Energy = time x device power x PUE and CO2 = energy x grid intensity are
 estimates from the stated tables below, never measurements.

@@ -29,16 +29,22 @@ def uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torc
     return low + (high - low) * torch.rand(n, generator=g, device=device)
 
 
-@functools.lru_cache(maxsize=None)
-def _colour_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Luma weights w (3,) and the hue basis B (3, 3, 3): a hue rotation by `angle` is the RGB map
-    B0 + cos(angle) B1 + sin(angle) B2 = inv(M) R(angle) M, with M the RGB -> YIQ matrix and R turning
-    the chroma plane (I, Q) about the grey axis. Built once per device: no host copy inside the loop."""
+def _hue_basis() -> torch.Tensor:
+    """The hue basis B (3, 3, 3): a hue rotation by `angle` is the RGB map B0 + cos(angle) B1 + sin(angle) B2
+    = inv(M) R(angle) M, with M the RGB -> YIQ matrix and R turning the chroma plane (I, Q) about the grey axis."""
     m = torch.tensor(_RGB2YIQ, dtype=torch.float64)
     keep, cos, sin = (torch.zeros(3, 3, dtype=torch.float64) for _ in range(3))
     keep[0, 0], cos[1, 1], cos[2, 2], sin[1, 2], sin[2, 1] = 1, 1, 1, -1, 1
-    basis = torch.stack([torch.linalg.inv(m) @ r @ m for r in (keep, cos, sin)])
-    return torch.tensor(_LUMA, device=device), basis.float().to(device)
+    return torch.stack([torch.linalg.inv(m) @ r @ m for r in (keep, cos, sin)]).float()
+
+
+_HUE_BASIS = _hue_basis()   # at import: never inside a step (or a FLOP count)
+
+
+@functools.lru_cache(maxsize=None)
+def _colour_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luma weights (3,) and the hue basis (3, 3, 3) on `device`, copied there once: no host copy in the loop."""
+    return torch.tensor(_LUMA, device=device), _HUE_BASIS.to(device)
 
 
 def crop_matrices(n: int, size_in: tuple[int, int], size_out: int, g: torch.Generator, min_scale: float, device,

@@ -3,8 +3,8 @@
 Recipe (RunConfig fields; paper default at 224 px -> ours at 32 px):
 - crops: 2 global crops of 224 px, area in [0.4, 1], and 8 local crops of 96 px, area in
   [0.05, 0.4] -> 2 global crops at the full side, area in [dino_crop_split, 1], and
-  `dino_local_crops` = 4 local crops at half the side (16 px), area in [0.05, dino_crop_split].
-  A ViT built for one input size sees its local crops at the full side instead (same areas).
+  `dino_local_crops` = 4 local crops at half the side (16 px), area in [0.05, dino_crop_split]
+  (a ViT sees them on a smaller patch grid, its position embeddings interpolated).
   Colour jitter as SimCLR's; no blur or solarisation (they wash out 32 px images).
 - head: 3-layer MLP 2048 wide, l2-normalised 256-d bottleneck, weight-normalised last layer with
   its norm fixed to 1, 65536 outputs -> proj_hidden (512) wide, proj_dim (128) bottleneck,
@@ -27,7 +27,6 @@ from ssl_core.losses import dino, dino_center
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.methods.momentum import MomentumTarget
 from ssl_core.models import build_encoder
-from ssl_core.vit import ViT
 
 LOCAL_MIN_SCALE = 0.05   # smallest area fraction of a local crop (DINO's default)
 
@@ -71,8 +70,8 @@ class DINO(MomentumTarget):
         self.head = DINOHead(self.encoder.dim, cfg.proj_hidden, cfg.proj_dim, cfg.dino_out_dim)
         self.make_target("encoder", "head")
         self.register_buffer("center", torch.zeros(cfg.dino_out_dim))
-        fixed_size = isinstance(self.encoder, ViT) and not self.encoder.vit.dynamic_img_size
-        self.local_size = cfg.image_size if fixed_size else cfg.image_size // 2
+        patch = getattr(self.encoder, "patch_size", 1)
+        self.local_size = max(patch, cfg.image_size // 2 // patch * patch)   # half the side, in whole patches
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, n = self.cfg, len(x)
