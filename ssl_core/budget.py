@@ -1,7 +1,8 @@
 """Equal-FLOP budgets (Koppula et al. 2022, "Where should I spend my FLOPS?"): every method gets the same
 training FLOPs, and its epochs follow from its own FLOPs per step.
 
-The FLOP budget of a dataset is the FLOPs of `budget` epochs of supervised training on it (DESIGN.md).
+The FLOP budget is the FLOPs of `budget` epochs of supervised training on the notebook's `dataset` (DESIGN.md),
+the same for every method and every pretraining set.
 A method's FLOPs per step are counted on its real training step (`METHODS[m](cfg).forward` and the
 backward pass, every view, teacher and head included) by ssl_core.flops on the meta device, never
 assumed from the encoder; its steps are the budget divided by them, rounded to whole steps, so the
@@ -22,7 +23,7 @@ from ssl_core.flops import footprint, training_step_flops
 from ssl_core.io import read_json, write_json
 from ssl_core.methods import METHODS
 from ssl_core.runs import eval_path, load_encoder, pretrain
-from ssl_core.stats import Effect, effect, paired_effect
+from ssl_core.stats import Effect, blocked_anova, effect, paired_effect
 from ssl_core.train import resolve_device, steps_per_epoch
 
 REFERENCE = "supervised"   # the method whose epochs define the budget
@@ -61,8 +62,9 @@ def equal_flop_epochs(target_flops: float, flops_per_step: int, per_epoch: int) 
 
 def flop_grid(base: RunConfig, methods: list[str], datasets: list[str], levels: list[float],
               seeds: int) -> tuple[list[RunConfig], pd.DataFrame]:
-    """The equal-FLOP grid: each dataset's budget is `base.epochs` supervised epochs on it; `levels` are
-    fractions of that budget; every method gets level x budget FLOPs.
+    """The equal-FLOP grid: the budget is the FLOPs of `base.epochs` supervised epochs on `base.dataset`
+    (the reference run); `levels` are fractions of it; every method on every dataset gets level x budget
+    FLOPs, so a larger dataset is seen for fewer epochs and a costlier step takes fewer steps.
 
     Returns the configs and one row per config: method, dataset, level, seed, target_flops,
     step_flops, steps, epochs, train_flops (realised = steps x step_flops) and the config key.
@@ -72,17 +74,19 @@ def flop_grid(base: RunConfig, methods: list[str], datasets: list[str], levels: 
             raise ValueError(f"levels={levels!r} is not allowed: each must be in (0, 1] (a fraction of the budget)")
     positive("budget", base.epochs)
     at_least("seeds", seeds, 1)
+    per_epoch = lambda cfg: steps_per_epoch(cfg, len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size,
+                                                                  size=cfg.dataset_size)))
+    reference = base.replace(method=REFERENCE)
+    budget = base.epochs * per_epoch(reference) * step_flops(reference)
     configs, rows = [], []
     for dataset in datasets:
         at = base.replace(dataset=dataset)
-        per_epoch = steps_per_epoch(at, len(load_dataset(dataset, "train", image_size=at.image_size,
-                                                         size=at.dataset_size)))
-        budget = base.epochs * per_epoch * step_flops(at.replace(method=REFERENCE))
+        steps_per = per_epoch(at)
         for method in methods:
             per_step = step_flops(at.replace(method=method))
             for level in levels:
-                epochs = equal_flop_epochs(level * budget, per_step, per_epoch)
-                steps = round(epochs * per_epoch)
+                epochs = equal_flop_epochs(level * budget, per_step, steps_per)
+                steps = round(epochs * steps_per)
                 for seed in range(seeds):
                     cfg = at.replace(method=method, epochs=epochs, seed=seed)
                     configs.append(cfg)
@@ -130,14 +134,17 @@ def footprint_table(runs: pd.DataFrame, device_kind: str, country: str, pue: flo
     return pd.concat([table, estimates], axis=1)
 
 
-def method_spread(df: pd.DataFrame) -> tuple[str, str, Effect]:
-    """Best and worst method by mean `value` over seeds, and best minus worst paired over seeds.
+def method_spread(df: pd.DataFrame) -> tuple[str, str, Effect, float]:
+    """Best and worst method by mean `value` over seeds, best minus worst paired over seeds, and the
+    p-value of a blocked ANOVA (ssl_core.stats.blocked_anova, seeds as blocks) that the methods differ.
 
+    The best-minus-worst effect is chosen by its own data, so it is positive by construction: it says
+    how large the spread is, the p-value whether it is more than seed noise.
     Shape: df has one row per (method, seed) with a `value` column (one dataset, one budget).
     """
     means = df.groupby("method").value.mean()
     best, worst = means.idxmax(), means.idxmin()
-    return best, worst, paired_effect(df, "method", best, worst)
+    return best, worst, paired_effect(df, "method", best, worst), blocked_anova(df, "method")[1]
 
 
 def dataset_gap(df: pd.DataFrame, a: str, b: str) -> tuple[dict[str, Effect], Effect]:

@@ -21,8 +21,9 @@ def test_supervised_vit_step_is_three_forwards_minus_the_patch_input_gradient(pr
     linears = depth * 2 * tokens * dim * dim * (3 + 1 + 4 + 4)               # qkv, proj, fc1, fc2
     attention = depth * 2 * 2 * tokens * tokens * dim
     forward = patch + linears + attention + 2 * dim * classes
+    crop = 3 * 2 * (2 * 32 * 32 * 32)                                        # the view's crop: Ry @ x @ Rx^T per channel
     # backward: weight gradients cost one forward, input gradients another, except the image's
-    assert step_flops(BASE.replace(method="supervised")) == n * (3 * forward - patch)
+    assert step_flops(BASE.replace(method="supervised")) == n * (3 * forward - patch + crop)
 
 
 def test_meta_count_matches_a_count_on_real_tensors(private_cache):
@@ -60,6 +61,19 @@ def test_flop_grid_gives_every_method_the_supervised_budget(private_cache):
         flop_grid(BASE, ["supervised"], ["curated"], [1.5], seeds=1)
 
 
+def test_flop_grid_gives_every_dataset_the_budget_of_the_reference_dataset(private_cache):
+    # digits (1,198 train images) is the reference; heldout (2,000) gets the same FLOPs, so fewer epochs
+    base = BASE.replace(dataset="suite/digits", dataset_size=0, batch_size=64, epochs=1.0)
+    _, table = flop_grid(base, ["supervised", "mae"], ["suite/digits", "heldout"], [1.0], seeds=1)
+    table = table.set_index(["method", "dataset"])
+    assert table.target_flops.nunique() == 1
+    assert table.target_flops.iloc[0] == (1198 // 64) * table.loc[("supervised", "suite/digits"), "step_flops"]
+    for method in ("supervised", "mae"):
+        steps = table.loc[(method, "heldout"), "steps"]
+        assert steps == round(table.target_flops.iloc[0] / table.loc[(method, "heldout"), "step_flops"])
+        assert table.loc[(method, "heldout"), "epochs"] == steps / (2000 // 64)
+
+
 def test_probe_rows_cache_a_subset_evaluation(private_cache):
     cfg = BASE.replace(method="mae", dataset_size=8, epochs=1.0, batch_size=4)
     rows = probe_rows(cfg, "linear", "curated", 40, 10)
@@ -82,8 +96,8 @@ def test_footprint_table_follows_the_tables():
 
 def test_method_spread_and_dataset_gap_pair_over_seeds():
     df = pd.DataFrame(dict(method=["a", "a", "b", "b", "c", "c"], seed=[0, 1] * 3, value=[5.0, 7.0, 1.0, 2.0, 3.0, 3.0]))
-    best, worst, e = method_spread(df)
-    assert (best, worst) == ("a", "b") and e.mean == pytest.approx(4.5) and e.n == 2
+    best, worst, e, p = method_spread(df)
+    assert (best, worst) == ("a", "b") and e.mean == pytest.approx(4.5) and e.n == 2 and 0 < p < 1
     gap = pd.DataFrame(dict(method=["a"] * 4 + ["b"] * 4, dataset=["cur", "cur", "unc", "unc"] * 2, seed=[0, 1] * 4,
                             value=[5.0, 6.0, 4.0, 4.0, 1.0, 1.0, 2.0, 3.0]))
     per_method, pooled = dataset_gap(gap, "cur", "unc")

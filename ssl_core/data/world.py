@@ -704,6 +704,14 @@ def scenes(split: str = "train", seed: int = 0, image_size: int = 32, size: int 
     return cached(f"scenes-{split}-{seed}-{n}-{image_size}", build)
 
 
+
+@register_dataset("scenes_shapes")
+def scenes_shapes(split: str = "train", seed: int = 0, image_size: int = 32, size: int = 0) -> ImageSet:
+    """`scenes` labelled and masked by shape (the 8 pretraining shapes + background): the semantic
+    segmentation task of claim 3 (ADE20K's classes are object categories, as the shapes are here).
+    Default 5,000 train / 2,000 test."""
+    return by_superclass(scenes(split, seed, image_size, size))
+
 # --- spurious backgrounds and the Backgrounds Challenge --------------------------------------------
 TYPICAL = ("brick", "grass", "gravel", "coins", "chelsea", "hubble_deep_field", "coffee", "page")  # per shape
 
