@@ -27,7 +27,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
 from bench import augment, step  # noqa: E402
 from bench.timing import table  # noqa: E402
-from ssl_core.config import RunConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -126,12 +125,12 @@ def report(sections: list[tuple[str, str]], targets: list[tuple[str, float, floa
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a fast pass: fewer rounds, smaller batches, one width")
+    parser.add_argument("--quick", action="store_true", help="a fast pass: fewer rounds, smaller batches, one encoder")
     parser.add_argument("--figures", action="store_true", help="also time `make figures`, cold and warm cache")
     parser.add_argument("--compile", action="store_true", help="also time the ssl_core step under torch.compile")
     parser.add_argument("--bf16-wide", action="store_true", help="also emulated-bf16 lightly at width 64 (slow)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--widths", type=int, nargs="+", default=[RunConfig().width, 64])
+    parser.add_argument("--models", nargs="+", default=list(step.MODELS), help="encoder:width, e.g. resnet18:64")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sections, targets, host = [], [], machine()
@@ -145,18 +144,19 @@ def main(argv=None):
                      f"{protocol(augment)}\n\n{table(figures, augment.REFERENCE)}"))
     targets += augment.targets(figures)
 
-    for width in [RunConfig().width] if args.quick else args.widths:
+    for spec in step.MODELS[:1] if args.quick else args.models:
+        encoder, width = step.parse_model(spec)
         plan = step.schedule(width, args.quick, args.bf16_wide)
-        print(f"SimCLR step, width {width}", flush=True)
+        print(f"SimCLR step, {encoder} width {width}", flush=True)
         t0 = time.perf_counter()
-        figures = step.measure(width, **plan, threads=args.threads, compile_model=args.compile)
+        figures = step.measure(encoder, width, **plan, threads=args.threads, compile_model=args.compile)
         flags = f"{' --bf16-wide' if plan['bf16_steps'] and width >= 64 else ''}{' --compile' if args.compile else ''}"
-        title = f"SimCLR step: CIFAR ResNet-18 width {width}, batch {plan['batch']}, source images/s"
+        title = f"SimCLR step: CIFAR {encoder} width {width}, batch {plan['batch']}, source images/s"
         sections.append((title + took(t0),
-                         f"`python bench/step.py --widths {width} --batch {plan['batch']} --steps {plan['steps']} "
+                         f"`python bench/step.py --models {spec} --batch {plan['batch']} --steps {plan['steps']} "
                          f"--rounds {plan['rounds']} --threads {args.threads}{flags}`\n\n"
                          f"{protocol(step)}\n\n{table(figures, step.best_lightly(figures))}"))
-        targets += step.targets(figures, width)
+        targets += step.targets(figures, encoder, width)
 
     print("linear probe", flush=True)
     t0 = time.perf_counter()

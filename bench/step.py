@@ -6,15 +6,15 @@ vs lightly's own SimCLR example loop, with the same CIFAR ResNet-18 encoder (ssl
 - lightly, as written in its examples: SimCLRProjectionHead + NTXentLoss, SimCLRTransform per sample
   (PIL) in a DataLoader with 2 workers, one forward per view, SGD; fp32, and with bf16 autocast (on a
   CPU without AMX/AVX512-BF16 bf16 is emulated: it is reported, and it is slow).
-- lightly fp32 + channels_last: the one speed trick of ssl_core's a lightly user could add in a line,
-  so that "lightly's best setting" is not a straw man.
+- lightly + channels_last (fp32, and bf16 where the CPU has it): the speed tricks of ssl_core's a lightly
+  user could add in a line, so that "lightly's best setting" is not a straw man.
 
 Every lightly round is one whole epoch of its DataLoader, so the CPU time of its workers is all counted;
 the wall time includes the wait for the first batch once per epoch (a bias against lightly of about one
 batch of augmentation per round: keep `--steps` >= 3 where time allows). ssl_core steps over consecutive
 batches of the resident uint8 set.
 
-Run: `python bench/step.py [--quick] [--widths 16 64] [--bf16-wide] [--compile]`.
+Run: `python bench/step.py [--quick] [--models resnet10:8 resnet18:16 resnet18:64] [--bf16-wide] [--compile]`.
 """
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
 
 OURS = "ssl_core simclr step"
 WARM = 8   # images in the untimed warm-up step of every setting
-LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly bf16 autocast")
+LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly bf16 autocast",
+           "lightly bf16 autocast + channels_last")
+MODELS = ("resnet10:8", "resnet18:16", "resnet18:64")   # the presets' encoder, RunConfig's default, ResNet-18
 
 
 def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False):
@@ -95,18 +97,20 @@ def lightly_step(cfg: RunConfig, bf16: bool = False, channels_last: bool = False
     return step
 
 
-def measure(width: int, batch: int, steps: int, rounds: int, threads: int = 2, bf16_steps: int = 1,
+def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threads: int = 2, bf16_steps: int = 1,
             compile_model: bool = False, verbose: bool = True) -> dict[str, Figure]:
-    """Images/s of every setting at one encoder width, interleaved over `rounds` rounds of `steps` steps.
+    """Images/s of every setting for one encoder and width, interleaved over `rounds` rounds of `steps` steps.
 
-    The emulated-bf16 lightly setting takes `bf16_steps` steps a round (0 = left out): it is ~10x slower.
+    The bf16 lightly settings take `bf16_steps` steps a round (0 = left out) where bf16 is emulated (~10x
+    slower), `steps` where the CPU computes it natively.
     """
     torch.set_num_threads(threads)
-    cfg = RunConfig(encoder="resnet18", width=width, batch_size=batch, device="cpu")
+    cfg = RunConfig(encoder=encoder, width=width, batch_size=batch, device="cpu")
     data = load_dataset(cfg.dataset, "train", image_size=cfg.image_size)
+    ours, precision = ssl_core_step(cfg, data.num_classes)
+    bf16_steps = steps if precision == "bf16" and bf16_steps else bf16_steps    # native bf16: as fast as fp32
     n = max(steps, bf16_steps) * batch
     images, labels = data.images[:n], data.labels[:n]
-    ours, precision = ssl_core_step(cfg, data.num_classes)
     ours(images[:WARM], labels[:WARM])                                        # warm-up: allocator, first calls
 
     def ours_round(step=ours):
@@ -131,9 +135,11 @@ def measure(width: int, batch: int, steps: int, rounds: int, threads: int = 2, b
              LIGHTLY[1]: lightly_round(lightly_step(cfg, channels_last=True), steps)}
     if bf16_steps:
         cases[LIGHTLY[2]] = lightly_round(lightly_step(cfg, bf16=True), bf16_steps)
+        cases[LIGHTLY[3]] = lightly_round(lightly_step(cfg, bf16=True, channels_last=True), bf16_steps)
+    kind = "native" if precision == "bf16" else "emulated"
     notes = {OURS: f"{precision}, channels_last, {threads} threads",
              LIGHTLY[0]: "SimCLRTransform in 2 workers",
-             LIGHTLY[2]: f"emulated on this CPU; {bf16_steps} step(s) a round" if bf16_steps else ""}
+             **{name: f"{kind} on this CPU; {bf16_steps} step(s) a round" for name in LIGHTLY[2:] if bf16_steps}}
     if compile_model:
         compiled, _ = ssl_core_step(cfg, data.num_classes, compile_model=True)
         first = timed(2 * batch, lambda: [compiled(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
@@ -147,38 +153,44 @@ def best_lightly(figures: dict[str, Figure], cpu: bool = False) -> str:
     return max((name for name in LIGHTLY if name in figures), key=lambda name: figures[name].median(cpu))
 
 
-def targets(figures: dict[str, Figure], width: int) -> list[tuple[str, float, float | None]]:
-    """(what, measured ratio, issue-11 target or None): the target is 2x at the default CPU width, 1.2x at 64."""
+def targets(figures: dict[str, Figure], encoder: str, width: int) -> list[tuple[str, float, float | None]]:
+    """(what, measured ratio, issue-11 target or None): 2x for the small CPU encoders, 1.2x for ResNet-18 at width 64."""
     best, best_cpu = best_lightly(figures), best_lightly(figures, cpu=True)
     target = 1.2 if width >= 64 else 2.0
-    rows = [(f"SimCLR step, width {width}: ssl_core / lightly's best ({best})", ratio(figures, OURS, best), target),
-            (f"SimCLR step, width {width}: ssl_core / lightly's best per CPU-second ({best_cpu})",
+    what = f"SimCLR step, {encoder} width {width}"
+    rows = [(f"{what}: ssl_core / lightly's best ({best})", ratio(figures, OURS, best), target),
+            (f"{what}: ssl_core / lightly's best per CPU-second ({best_cpu})",
              ratio(figures, OURS, best_cpu, cpu=True), target),
-            (f"SimCLR step, width {width}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None)]
+            (f"{what}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None)]
     if OURS + " + torch.compile" in figures:
-        rows.append((f"SimCLR step, width {width}: ssl_core compiled / eager",
-                     ratio(figures, OURS + " + torch.compile", OURS), None))
+        rows.append((f"{what}: ssl_core compiled / eager", ratio(figures, OURS + " + torch.compile", OURS), None))
     return rows
+
+
+def parse_model(spec: str) -> tuple[str, int]:
+    """'resnet18:64' -> ('resnet18', 64)."""
+    encoder, _, width = spec.partition(":")
+    return encoder, int(width or 64)
 
 
 def schedule(width: int, quick: bool = False, bf16_wide: bool = False) -> dict:
     """Batch, steps a round, rounds and emulated-bf16 steps a round for one width (~2 minutes a width here).
 
     ResNet-18 at width 64 costs ~15x width 16 per image, and emulated bf16 ~15x fp32 on top: at width 64
-    the bf16 setting is left out unless asked for (`bf16_wide`, about 5 more minutes).
+    the emulated bf16 settings are left out unless asked for (`bf16_wide`, about 5 more minutes).
     """
     if quick:
         return dict(batch=32, steps=2, rounds=2, bf16_steps=0)
     if width < 64:
         return dict(batch=64, steps=4, rounds=3, bf16_steps=1)
-    return dict(batch=32, steps=1, rounds=3, bf16_steps=1 if bf16_wide else 0)
+    return dict(batch=32, steps=2, rounds=3, bf16_steps=1 if bf16_wide else 0)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="the default width only, batch 32, 2 steps x 2 rounds, no bf16")
-    parser.add_argument("--widths", type=int, nargs="+", default=[RunConfig().width, 64])
+                        help="the presets' encoder only, batch 32, 2 steps x 2 rounds, no bf16")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="encoder:width, e.g. resnet18:64")
     parser.add_argument("--batch", type=int, help="override the schedule's batch size")
     parser.add_argument("--steps", type=int, help="override the schedule's steps a round")
     parser.add_argument("--rounds", type=int, help="override the schedule's rounds")
@@ -186,13 +198,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the ssl_core step under torch.compile")
     args = parser.parse_args(argv)
-    for width in [RunConfig().width] if args.quick else args.widths:
+    for encoder, width in map(parse_model, MODELS[:1] if args.quick else args.models):
         plan = schedule(width, args.quick, args.bf16_wide)
         plan.update({k: v for k in ("batch", "steps", "rounds") if (v := getattr(args, k)) is not None})
-        print(f"resnet18 width {width}, {plan}")
-        figures = measure(width, **plan, threads=args.threads, compile_model=args.compile)
+        print(f"{encoder} width {width}, {plan}")
+        figures = measure(encoder, width, **plan, threads=args.threads, compile_model=args.compile)
         print(table(figures, best_lightly(figures)))
-        for what, value, target in targets(figures, width):
+        for what, value, target in targets(figures, encoder, width):
             print(f"{what}: {value:.2f}x" + (f" (target {target:g}x)" if target else ""))
 
 

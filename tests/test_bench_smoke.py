@@ -36,6 +36,6 @@ def test_each_benchmark_runs_one_tiny_round(private_cache):
     assert set(figures) >= {"ssl_core views (batched)", augment.REFERENCE, "torchvision v2 per sample"}
     assert all(f.median() > 0 and f.median(cpu=True) > 0 for f in figures.values())
     assert all(t[1] > 0 for t in augment.targets(figures))
-    figures = step.measure(width=8, batch=8, steps=1, rounds=1, threads=1, bf16_steps=0, verbose=False)
+    figures = step.measure("resnet10", 8, batch=8, steps=1, rounds=1, threads=1, bf16_steps=0, verbose=False)
     assert set(figures) == {step.OURS, *step.LIGHTLY[:2]}
-    assert [t[2] for t in step.targets(figures, 8)] == [2.0, 2.0, None]
+    assert [t[2] for t in step.targets(figures, "resnet10", 8)] == [2.0, 2.0, None]
