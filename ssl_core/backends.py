@@ -20,11 +20,11 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ssl_core.config import RunConfig, at_least
 from ssl_core.data import cache_dir
 from ssl_core.io import read_json, write_json
+from ssl_core.progress import progress
 from ssl_core.runs import eval_path, read_record, run_dir, run_or_load
 from ssl_core.train import Diverged
 
@@ -36,7 +36,7 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
               eval_size: int = 0) -> list[Outcome]:
     """run_or_load of each config in turn, in this process."""
     outcomes = []
-    for cfg in tqdm(configs, desc="runs"):
+    for cfg in progress(configs, desc="runs"):
         try:
             outcomes.append(run_or_load(cfg, evals, eval_dataset, True, eval_size))
         except Diverged as err:
@@ -89,7 +89,7 @@ def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str 
     pending: dict = {}                                   # ObjectRef -> indices of the configs it answers
     try:
         pending = {task.remote(configs[i[0]], evals, eval_dataset, False, eval_size): i for i in todo.values()}
-        with tqdm(total=len(pending), desc=f"runs on ray ({len(configs) - len(todo)} cached)") as bar:
+        with progress(total=len(pending), desc=f"runs on ray ({len(configs) - len(todo)} cached)") as bar:
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 try:
@@ -114,7 +114,7 @@ def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset:
     n = nproc_per_node or max(1, torch.cuda.device_count())
     at_least("nproc_per_node", n, 1)
     outcomes = []
-    for cfg in tqdm(configs, desc=f"runs (torchrun x{n})"):
+    for cfg in progress(configs, desc=f"runs (torchrun x{n})"):
         if read_record(cfg) is None:
             path = run_dir(cfg) / "config.json"
             write_json(dataclasses.asdict(cfg), path)

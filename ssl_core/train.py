@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ssl_core import distributed
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.io import save_atomic
 from ssl_core.methods import METHODS
+from ssl_core.progress import progress as progress_bar
 
 
 class Diverged(RuntimeError):
@@ -131,8 +131,8 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
 
     # --- the loop ----------------------------------------------------------------------------------
     model.train()
-    quiet = {} if progress and rank == 0 else {"disable": True}     # else $TQDM_DISABLE decides
-    bar = tqdm(total=total, initial=start, desc=f"{cfg.method} b{cfg.batch_size} s{cfg.seed}", leave=False, **quiet)
+    bar = progress_bar(total=total, initial=start, desc=f"{cfg.method} b{cfg.batch_size} s{cfg.seed}", leave=False,
+                       disable=not progress or rank != 0)
     t0, epoch_loss, epoch_steps = time.perf_counter(), torch.zeros((), device=device), 0
     for step in range(start, total):
         epoch, i = divmod(step, per_epoch)
