@@ -31,16 +31,29 @@ def build_encoder(name: str, width: int = 64, image_size: int = 32) -> nn.Module
 # Written here rather than taken from torchvision because torchvision's ResNet fixes the stage
 # widths at 64-512; the width knob is what lets the default preset train in minutes on a CPU.
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d that normalises narrow channels_last maps on the CPU in NCHW and hands them back in
+    channels_last. ATen's channels_last batch-norm backward at 8 channels is ~7x slower than NCHW here
+    (12.4 vs 1.8 ms, bf16, 128x8x32x32); the two layout copies cost ~1 ms. Same parameters, same result."""
+
+    NARROW = 16   # below this many channels (the width-8 presets' first stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.shape[1] < self.NARROW and not x.is_contiguous():
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), BatchNorm2d(c_out))
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -55,7 +68,7 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), BatchNorm2d(width), nn.ReLU())
         layers, c_in = [], width
         for i, n in enumerate(blocks):
             c_out = width * 2 ** i

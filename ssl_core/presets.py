@@ -10,8 +10,9 @@ from ssl_core.config import RunConfig, at_least, choose
 from ssl_core.data.suite import SUITE
 from ssl_core.methods.dnc import DNC_ABLATIONS
 
-# Sized from measurements on the 2-core AVX2 machine CI runs on (no bf16 there): an eighth-width
-# (8) CIFAR ResNet-18 runs SimCLR at ~130-220 images/s in fp32 while other jobs share the cores.
+# Sized from cold-cache runs on 2 CPU cores (Xeon with AMX bf16; bench/RESULTS.md): the default
+# presets take 01 9.4, 02 17.4, 03 32.9, 04 14.9 and 05 ~6 minutes; ResNet-10 at width 8 runs SimCLR
+# at ~700 images/s there, 470-720 on the AMD EPYCs CI has also run on.
 PRESETS: dict[str, dict[str, dict]] = {
     "01_small_budget": {
         "smoke": dict(budget=1.0, fractions=[1.0], seeds=2, tasks=["suite/digits", "suite/colour"], task_images=500,
