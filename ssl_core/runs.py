@@ -73,6 +73,10 @@ def read_record(cfg: RunConfig) -> dict | None:
         warnings.warn(f"weights of run {cfg.key()} are missing or damaged; the run will be recomputed")
         (d / "run.json").unlink()
         return None
+    if record.get("source_digest") not in (None, source_digest()):
+        # The key is the config, not the code: say so (once per process and old digest), and reuse.
+        warnings.warn(f"reusing cached runs trained by other ssl_core source (digest {record['source_digest']}, "
+                      f"now {source_digest()}); delete them, or point SSL_CORE_CACHE elsewhere, to retrain")
     return record
 
 

@@ -1,10 +1,12 @@
 """The trainer and the run cache under faults: kill and resume, damaged entries, divergence."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import pytest
 import torch
@@ -88,6 +90,19 @@ def test_damaged_entries_are_detected_and_recomputed():
     next((d / "evals").iterdir()).write_text("not json")
     with pytest.warns(UserWarning, match="damaged"):
         assert metrics(run_or_load(TINY, progress=False)) == first
+
+
+def test_runs_from_other_source_are_reused_with_a_warning():
+    first = pretrain(TINY, progress=False)
+    path = run_dir(TINY) / "run.json"
+    path.write_text(json.dumps({**first, "source_digest": "0123456789abcdef"}))
+    with pytest.warns(UserWarning, match="other ssl_core source .digest 0123456789abcdef"):
+        again = pretrain(TINY, progress=False)
+    assert again["finished"] == first["finished"]          # reused, not retrained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path.write_text(json.dumps(first))                   # the current source: silent
+        pretrain(TINY, progress=False)
 
 
 def test_diverged_run_is_reported_never_cached_and_the_grid_goes_on():
