@@ -7,8 +7,9 @@ fixed by the name (as in timm's names), so `image_size` must be a multiple of it
 knob of build_encoder belongs to the ResNets; a ViT's size is fixed by its name (mini 128 x 6 blocks,
 tiny 192 x 12, small 384 x 12).
 
-Pooled features are the final CLS token (timm's default pool, and what DINO and MAE probe);
-spatial features are the normed patch tokens laid out on their grid.
+Pooled features are the final CLS token (timm's default pool, and what DINO probes) or, with
+`pool = "avg"`, the mean of the patch tokens (MAE's choice, see methods/mae.py); spatial features
+are the normed patch tokens laid out on their grid.
 """
 from __future__ import annotations
 
@@ -36,14 +37,16 @@ class ViT(nn.Module):
         self.patch_size = patch_size
         self.grid = image_size // patch_size
         self.num_patches = self.vit.patch_embed.num_patches
+        self.pool = "token"                     # pooled features: "token" (CLS) or "avg" (mean patch token)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (N, 3, H, W) -> (N, 1 + num_patches, D), CLS first, after the final norm."""
         return self.vit.forward_features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: x (N, 3, H, W) -> (N, D), the CLS token."""
-        return self.tokens(x)[:, 0]
+        """Shape: x (N, 3, H, W) -> (N, D), the CLS token or the mean patch token (`pool`)."""
+        t = self.tokens(x)
+        return t[:, 0] if self.pool == "token" else t[:, self.vit.num_prefix_tokens:].mean(dim=1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: x (N, 3, H, W) -> (N, D, H/p, W/p), the patch tokens on their grid."""

@@ -131,6 +131,18 @@ def test_momentum_target_moves_as_defined(method):
         assert (moved > 0) == (progress < 1), "the target moves during the run and stops at its end"
 
 
+def test_dino_head_spreads_a_nearly_constant_batch():
+    """The head's batch norm keeps the bottleneck from following the encoder into a constant (the
+    collapse to uniform outputs that DINO's head without it showed at our scale)."""
+    from ssl_core.methods.dino import DINOHead
+    torch.manual_seed(0)
+    head = DINOHead(16, 64, 32, 128).train()
+    h = 1 + 1e-3 * torch.randn(32, 16)                                    # the encoder's features: almost one point
+    z = torch.nn.functional.normalize(head.mlp(h), dim=-1)               # (32, 32) bottleneck directions
+    off_diagonal = (z @ z.T)[~torch.eye(32, dtype=torch.bool)]
+    assert off_diagonal.mean() < 0.5, "a plain MLP maps the batch to one direction (cosine ~1)"
+
+
 def test_mae_rejects_a_resnet():
     with pytest.raises(ValueError, match=r"encoder='resnet18' is not allowed with method='mae'.*'vit_tiny_p8'"):
         build("mae", "resnet18")

@@ -3,8 +3,10 @@ import pytest
 import torch
 
 import ssl_core.vit  # noqa: F401  (registers the ViT encoders)
+from ssl_core.config import RunConfig
 from ssl_core.losses.clip import clip
 from ssl_core.losses.mae import patchify
+from ssl_core.methods import METHODS
 from ssl_core.models import ENCODERS, build_encoder
 from ssl_core.text import CaptionTokenizer, TextEncoder, pseudo_caption
 
@@ -50,6 +52,19 @@ def test_vit_pooled_is_the_cls_token_and_features_are_the_patch_tokens(tiny):
         assert torch.allclose(tiny(x), tokens[:, 0])
         spatial = tiny.features(x)
     assert torch.allclose(spatial[:, :, 2, 5], tokens[:, 1 + 2 * 8 + 5])     # row 2, column 5 of the 8x8 grid
+
+
+def test_vit_avg_pool_is_the_mean_patch_token_and_mae_uses_it():
+    encoder = build_encoder("vit_mini", image_size=32).eval()
+    x = images()
+    encoder.pool = "avg"
+    with torch.no_grad():
+        tokens = encoder.tokens(x)                                           # (2, 65, 128)
+        pooled = encoder(x)
+    assert torch.allclose(pooled, sum(tokens[:, i] for i in range(1, 65)) / 64, atol=1e-5)
+    assert not torch.allclose(pooled, tokens[:, 0])
+    assert METHODS["mae"](RunConfig(method="mae", encoder="vit_mini"), num_classes=10).encoder.pool == "avg"
+    assert METHODS["dino"](RunConfig(method="dino", encoder="vit_mini"), num_classes=10).encoder.pool == "token"
 
 
 def test_vit_other_image_sizes_and_bad_sizes():
