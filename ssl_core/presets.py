@@ -11,7 +11,7 @@ from ssl_core.data.suite import SUITE
 from ssl_core.methods.dnc import DNC_ABLATIONS
 
 # Sized from cold-cache runs on 2 CPU cores (Xeon with AMX bf16; bench/RESULTS.md): the default
-# presets take 01 9.4, 02 17.4, 03 32.9, 04 14.9 and 05 ~6 minutes; ResNet-10 at width 8 runs SimCLR
+# presets take 01 9.4, 02 17.4, 03 38.3, 04 14.9 and 05 ~6 minutes; ResNet-10 at width 8 runs SimCLR
 # at ~700 images/s there, 470-720 on the AMD EPYCs CI has also run on.
 PRESETS: dict[str, dict[str, dict]] = {
     "01_small_budget": {
