@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, step  # noqa: E402
+from bench import augment, gpu_epoch, step  # noqa: E402
 from bench.timing import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +164,15 @@ def main(argv=None):
     sections.append(("Linear probe vs scikit-learn (one run each, not interleaved)" + took(t0), text))
     targets += rows
 
+    title = "SimCLR epoch on the GPU: CIFAR resnet18 width 64, 50,000 images, batch 512"
+    if torch.cuda.is_available():
+        print("GPU epoch", flush=True)
+        t0 = time.perf_counter()
+        text = "`python bench/gpu_epoch.py`\n\n" + gpu_epoch.measure("cuda")
+        sections.append((title + took(t0), text))
+    else:
+        sections.append((title, "Not measured: this machine has no GPU. On one: `python bench/gpu_epoch.py` "
+                                "(add `--compile` for torch.compile)."))
     if args.figures:
         print("make figures", flush=True)
         sections.append(("`make figures`, default preset", time_figures()))

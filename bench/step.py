@@ -45,9 +45,9 @@ LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly
 MODELS = ("resnet10:8", "resnet18:16", "resnet18:64")   # the presets' encoder, RunConfig's default, ResNet-18
 
 
-def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False):
-    """The trainer's step (ssl_core.train.train, stage "the loop") on the CPU, as a function of a uint8 batch."""
-    device = torch.device("cpu")
+def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False, device: str = "cpu"):
+    """The trainer's step (ssl_core.train.train, stage "the loop") on `device`, as a function of a uint8 batch there."""
+    device = torch.device(device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     model = METHODS["simclr"](cfg, num_classes).to(device, memory_format=torch.channels_last)

@@ -1,12 +1,18 @@
 """bench/: the timing arithmetic, and one tiny pass of each benchmark."""
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `bench` is a folder of scripts, not installed
+from bench import gpu_epoch  # noqa: E402
 from bench.timing import Sample, interleave, ratio, timed  # noqa: E402
+from ssl_core.budget import step_flops  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.train import resolve_precision  # noqa: E402
 
 
 def test_interleave_rotates_and_ratio_is_median_of_round_ratios():
@@ -37,5 +43,18 @@ def test_each_benchmark_runs_one_tiny_round(private_cache):
     assert all(f.median() > 0 and f.median(cpu=True) > 0 for f in figures.values())
     assert all(t[1] > 0 for t in augment.targets(figures))
     figures = step.measure("resnet10", 8, batch=8, steps=1, rounds=1, threads=1, bf16_steps=0, verbose=False)
-    assert set(figures) == {step.OURS, *step.LIGHTLY[:2]}
+    native_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"   # then lightly's bf16 settings always run
+    assert set(figures) == {step.OURS, *step.LIGHTLY[:4 if native_bf16 else 2]}
     assert [t[2] for t in step.targets(figures, "resnet10", 8)] == [2.0, 2.0, None]
+
+
+def test_gpu_epoch_reports_the_epoch_time_counted_flops_and_mfu(private_cache):
+    with pytest.raises(ValueError, match="epochs"):
+        gpu_epoch.main(["--device", "cpu", "--epochs", "1"])
+    out = gpu_epoch.measure("cpu", images=64, batch=32, epochs=2, encoder="resnet10", width=8, peak=0.001)
+    epoch_s = float(re.search(r"epoch \(median of 1\) \| ([\d.]+) s", out).group(1))
+    tflop = float(re.search(r"counted FLOPs per epoch \| ([\d.e-]+) TFLOP", out).group(1))
+    mfu = float(re.search(r"MFU .* \| ([\d.]+)%", out).group(1))
+    cfg = RunConfig(encoder="resnet10", width=8, batch_size=32, dataset_size=64)
+    assert tflop == pytest.approx(2 * step_flops(cfg) / 1e12, rel=1e-3)           # 2 steps of 32
+    assert mfu == pytest.approx(100 * 2 * step_flops(cfg) / epoch_s / 1e9, rel=0.05)   # peak 1 GFLOP/s
