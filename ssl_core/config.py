@@ -68,12 +68,14 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda[:i] | mps
     precision: str = "auto"           # auto = bf16 autocast where the hardware has it, else fp32
+    compile: bool = False             # torch.compile the method's step (CPU width 8: 1.34x, bench/RESULTS.md; ~45 s to compile)
     sync_bn: bool = True              # under torchrun: BatchNorm over the global batch, as in one process (GPUs)
 
     def key(self) -> str:
-        """Stable 16-hex-digit hash of every field that changes the result."""
+        """Stable 16-hex-digit hash of every field that changes the result (not where or how it is compiled)."""
         fields = dataclasses.asdict(self)
         fields.pop("device")
+        fields.pop("compile")
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -113,6 +113,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
     total = round(getattr(model, "loop_epochs", cfg.epochs) * per_epoch)   # DnC: the distillation's share
     lrs = lr_schedule(cfg, total, per_epoch)
     net = distributed.data_parallel(model, cfg.sync_bn, device)    # DDP under torchrun, else model itself
+    net = torch.compile(net) if cfg.compile else net                 # the step compiles on its first call
     optimizer = make_optimizer(cfg, model)
     g = torch.Generator(device=device).manual_seed(cfg.seed * world + rank)   # augmentation, one stream per rank
     images, labels = data.images.to(device), labels.to(device)       # uint8 stays uint8 on device

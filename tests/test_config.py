@@ -18,6 +18,7 @@ def test_key_depends_on_recipe_not_on_device():
     assert cfg.replace(seed=1).key() != cfg.key()
     assert cfg.replace(temperature=0.2).key() != cfg.key()
     assert cfg.replace(device="cpu").key() == cfg.key()
+    assert cfg.replace(compile=True).key() == cfg.key()
 
 
 def test_config_is_frozen():

@@ -150,3 +150,14 @@ def test_eval_size_caches_apart_and_is_checked(monkeypatch):
     assert eval_path(cfg, "knn", "curated", 300).exists() and not eval_path(cfg, "knn", "curated").exists()
     with pytest.raises(ValueError, match="eval_size"):
         run_grid([cfg], ("knn",), "curated", eval_size=-1)
+
+
+def test_compiled_step_trains_like_the_eager_one(tmp_path):
+    """cfg.compile runs the same step through torch.compile: same losses up to kernel rounding, same weights' names."""
+    from ssl_core.train import load_checkpoint, train
+    cfg = TINY.replace(encoder="resnet10", dataset_size=128, batch_size=32, epochs=1.0)
+    eager = train(cfg, tmp_path / "eager", progress=False)
+    compiled = train(cfg.replace(compile=True), tmp_path / "compiled", progress=False)
+    assert compiled.losses == pytest.approx(eager.losses, rel=0.02)
+    assert compiled.model.state_dict().keys() == eager.model.state_dict().keys()
+    assert load_checkpoint(tmp_path / "compiled" / "checkpoint.pt", torch.device("cpu"))["model"].keys() == eager.model.state_dict().keys()
