@@ -31,8 +31,8 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A6000": 155.0, "L40
 LIGHTLY_A6000_IMAGES_S = 50_000 / (331 * 60 / 800)   # CIFAR-10 epochs: ~2,000 images/s
 
 
-def peak_tflops(device: torch.device) -> float | None:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+def peak_tflops(name: str) -> float | None:
+    """The dense bf16 peak of a device called `name` (torch's name for it), if PEAK_TFLOPS knows it."""
     return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
 
 
@@ -64,8 +64,8 @@ def measure(device: str, images: int = 50_000, batch: int = 512, epochs: int = 3
         seconds.append(time.perf_counter() - t0)
     epoch_s = sorted(seconds[1:])[len(seconds[1:]) // 2]                       # median of the timed epochs
     flops = step_flops(cfg) * steps
-    peak = peak or peak_tflops(dev)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    peak = peak or peak_tflops(name)
     mfu = f"{100 * flops / epoch_s / (peak * 1e12):.1f}%" if peak else "n/a (pass --peak-tflops)"
     rows = [("device", name),
             ("setting", f"SimCLR {encoder} width {width}, {steps * batch} images of 32x32, batch {batch}, "

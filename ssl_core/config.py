@@ -73,9 +73,7 @@ class RunConfig:
 
     def key(self) -> str:
         """Stable 16-hex-digit hash of every field that changes the result (not where or how it is compiled)."""
-        fields = dataclasses.asdict(self)
-        fields.pop("device")
-        fields.pop("compile")
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "compile")}
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
