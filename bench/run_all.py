@@ -1,8 +1,9 @@
 """Run every benchmark side by side and write bench/RESULTS.md (machine, versions, figures, ratios, date).
 
 `make bench` runs `python bench/run_all.py`; `--quick` is a fast pass (about a minute), `--figures`
-adds the cold- and warm-cache timing of `make figures`. The default pass takes ~5 minutes on a busy
-2-core CPU.
+adds the cold- and warm-cache timing of `make figures` (~85 minutes), `--precision-wide` the bf16 accuracy
+check of ResNet-18 at width 64 (~13 minutes). The default pass takes ~15 minutes on a 2-core CPU, half of
+it the bf16 accuracy check (bench/precision.py).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from pathlib import Path
 # Before torch loads OpenMP: on a shared CPU, spinning OpenMP threads wait for descheduled siblings and
 # a 2-thread step runs 3-8x slower than with 1 thread (measured here); passive waiting avoids that.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, gpu_epoch, step  # noqa: E402
+from bench import augment, gpu_epoch, precision, step  # noqa: E402
 from bench.timing import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +107,8 @@ def protocol(module) -> str:
     return "\n\n".join(module.__doc__.strip().split("\n\n")[1:-1])
 
 
-def report(sections: list[tuple[str, str]], targets: list[tuple[str, float, float | None]], args,
-           host: dict[str, str]) -> str:
+def report(sections: list[tuple[str, str]], targets: list[tuple[str, float, float | None]], checks: list[str],
+           args, host: dict[str, str]) -> str:
     head = [f"# Benchmarks ({'quick pass' if args.quick else 'default pass'})", "",
             f"Written by `{' '.join(['python', 'bench/run_all.py'] + sys.argv[1:])}` on "
             f"{datetime.datetime.now().isoformat(timespec='minutes')}. Every figure is a median over "
@@ -119,6 +121,7 @@ def report(sections: list[tuple[str, str]], targets: list[tuple[str, float, floa
     head += ["", "## Targets (issue 11)", "", "| ratio | measured | target | met |", "|---|---:|---:|---|"]
     head += [f"| {what} | {value:.2f}x | {f'{target:g}x' if target else '-'} | "
              f"{'-' if target is None else 'yes' if value >= target else 'no'} |" for what, value, target in targets]
+    head += [""] + [f"- {check}" for check in checks]
     body = [f"\n## {title}\n\n{text}" for title, text in sections]
     return "\n".join(head) + "\n" + "\n".join(body) + "\n"
 
@@ -127,13 +130,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast pass: fewer rounds, smaller batches, one encoder")
     parser.add_argument("--figures", action="store_true", help="also time `make figures`, cold and warm cache")
-    parser.add_argument("--compile", action="store_true", help="also time the ssl_core step under torch.compile")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the ssl_core step under torch.compile for every encoder, not only the presets'")
     parser.add_argument("--bf16-wide", action="store_true", help="also emulated-bf16 lightly at width 64 (slow)")
+    parser.add_argument("--precision-wide", action="store_true",
+                        help="also the bf16 accuracy check of ResNet-18 at width 64, on 1,000 images (~13 minutes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(step.MODELS), help="encoder:width, e.g. resnet18:64")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    sections, targets, host = [], [], machine()
+    sections, targets, checks, host = [], [], [], machine()
 
     t0 = time.perf_counter()
     print("augmentation", flush=True)
@@ -147,16 +153,34 @@ def main(argv=None):
     for spec in step.MODELS[:1] if args.quick else args.models:
         encoder, width = step.parse_model(spec)
         plan = step.schedule(width, args.quick, args.bf16_wide)
+        # the presets' encoder also runs compiled (RunConfig(compile=True)), except in the quick pass
+        compiled = args.compile or (spec == step.MODELS[0] and not args.quick)
         print(f"SimCLR step, {encoder} width {width}", flush=True)
         t0 = time.perf_counter()
-        figures = step.measure(encoder, width, **plan, threads=args.threads, compile_model=args.compile)
-        flags = f"{' --bf16-wide' if plan['bf16_steps'] and width >= 64 else ''}{' --compile' if args.compile else ''}"
+        figures = step.measure(encoder, width, **plan, threads=args.threads, compile_model=compiled)
+        flags = f"{' --bf16-wide' if plan['bf16_steps'] and width >= 64 else ''}{' --compile' if compiled else ''}"
         title = f"SimCLR step: CIFAR {encoder} width {width}, batch {plan['batch']}, source images/s"
         sections.append((title + took(t0),
                          f"`python bench/step.py --models {spec} --batch {plan['batch']} --steps {plan['steps']} "
                          f"--rounds {plan['rounds']} --threads {args.threads}{flags}`\n\n"
                          f"{protocol(step)}\n\n{table(figures, step.best_lightly(figures))}"))
         targets += step.targets(figures, encoder, width)
+
+    print("bf16 against fp32 after a short run", flush=True)
+    t0 = time.perf_counter()
+    plans = [dict(settings=precision.SETTINGS[:1], epochs=1.0, seeds=2, dataset_size=0)] if args.quick else \
+        [dict(settings=precision.SETTINGS, epochs=2.0, seeds=4, dataset_size=0)]
+    if args.precision_wide:
+        plans.append(dict(settings=("resnet18:64:simclr",), epochs=2.0, seeds=4, dataset_size=1000))
+    summary = pd.concat([precision.summarise(precision.measure(**plan, threads=args.threads)) for plan in plans])
+    commands = "\n".join(f"`python bench/precision.py --settings {' '.join(p['settings'])} --epochs {p['epochs']:g} "
+                         f"--seeds {p['seeds']} --dataset-size {p['dataset_size']} --threads {args.threads}`"
+                         for p in plans)
+    sections.append(("bf16 autocast against fp32 after a short run, accuracy points" + took(t0),
+                     f"{commands}\n\n{protocol(precision)}\n\n{precision.table(summary)}"))
+    checks.append(f"bf16 accuracy after a short run (bench/precision.py, +-{precision.MARGIN:g} points): "
+                  + "; ".join(f"{r['setting']} {r['metric']} {r['verdict']}, {'not worse' if r['no worse'] else 'worse not ruled out'}"
+                             for _, r in summary.iterrows()))
 
     print("linear probe", flush=True)
     t0 = time.perf_counter()
@@ -176,7 +200,7 @@ def main(argv=None):
     if args.figures:
         print("make figures", flush=True)
         sections.append(("`make figures`, default preset", time_figures()))
-    args.output.write_text(report(sections, targets, args, host))
+    args.output.write_text(report(sections, targets, checks, args, host))
     print(f"wrote {args.output}")
 
 

@@ -28,20 +28,24 @@ class Effect:
     low: float
     high: float
     n: int
+    level: float = 0.95     # coverage of the interval [low, high]
 
     def __str__(self) -> str:
-        return f"{self.mean:+.2f} [95% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}]"
+        return f"{self.mean:+.2f} [{100 * self.level:g}% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}]"
 
 
-def effect(differences) -> Effect:
-    """Mean of `differences` with a 95% t-interval (NaN bounds with fewer than 2 values)."""
+def effect(differences, level: float = 0.95) -> Effect:
+    """Mean of `differences` with a two-sided t-interval of coverage `level` (NaN bounds with fewer
+    than 2 values)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} is not allowed: must be in (0, 1)")
     d = np.asarray(differences, dtype=float)
     d = d[np.isfinite(d)]
     if len(d) < 2:
         m = float(d.mean()) if len(d) else float("nan")
-        return Effect(m, float("nan"), float("nan"), len(d))
-    half = st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return Effect(float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d))
+        return Effect(m, float("nan"), float("nan"), len(d), level)
+    half = st.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return Effect(float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d), level)
 
 
 def paired_effect(df: pd.DataFrame, column: str, a, b, on: str = "seed", value: str = "value") -> Effect:

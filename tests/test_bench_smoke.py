@@ -4,6 +4,7 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from bench import gpu_epoch  # noqa: E402
 from bench.timing import Sample, interleave, ratio, timed  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.stats import Effect  # noqa: E402
 from ssl_core.train import resolve_precision  # noqa: E402
 
 
@@ -58,3 +60,35 @@ def test_gpu_epoch_reports_the_epoch_time_counted_flops_and_mfu(private_cache):
     cfg = RunConfig(encoder="resnet10", width=8, batch_size=32, dataset_size=64)
     assert tflop == pytest.approx(2 * step_flops(cfg) / 1e12, rel=1e-3)           # 2 steps of 32
     assert mfu == pytest.approx(100 * 2 * step_flops(cfg) / epoch_s / 1e9, rel=0.05)   # peak 1 GFLOP/s
+
+
+def test_precision_check_pairs_seeds_and_reads_the_interval_against_the_margin():
+    from bench import precision
+    from ssl_core.stats import effect
+    rows = [("s", "random init", 0, "knn_acc", 10.0, 0.0)]
+    for seed, (fp32, bf16, s32, s16) in enumerate([(20.0, 20.5, 4.0, 2.0), (22.0, 22.1, 6.0, 2.0), (21.0, 21.6, 5.0, 2.5)]):
+        rows += [("s", "fp32", seed, "knn_acc", fp32, s32), ("s", "bf16", seed, "knn_acc", bf16, s16)]
+    df = pd.DataFrame(rows, columns=["setting", "precision", "seed", "metric", "value", "train_seconds"])
+    r = precision.summarise(df).iloc[0]
+    e90 = effect([0.5, 0.1, 0.6], level=0.90)
+    assert (r["random init"], r["fp32"], r["bf16"]) == pytest.approx((10.0, 21.0, 21.4))
+    assert (r["bf16 - fp32"], r["90% low"], r["90% high"], r["seeds"]) == pytest.approx((0.4, e90.low, e90.high, 3))
+    assert r["speed-up"] == 2.0 and r["verdict"] == "matches"                     # median of 2, 3, 2; CI in +-2
+    assert precision.verdict(*(Effect(-3.0, lo, hi, 4) for lo, hi in [(-3.5, -2.5), (-3.8, -2.2)])) == "differs"
+    assert precision.verdict(*(Effect(0.0, lo, hi, 4) for lo, hi in [(-2.5, 2.5), (-3.0, 3.0)])) == "inconclusive"
+    assert precision.verdict(Effect(0.0, -1.0, 1.0, 4), Effect(0.0, -1.5, 1.5, 4), margin=0.5) == "inconclusive"
+
+
+def test_precision_check_trains_both_precisions_per_seed_and_rejects_bad_settings(private_cache):
+    from bench import precision
+    with pytest.raises(ValueError, match="settings='resnet10:simclr'"):
+        precision.measure(["resnet10:simclr"])
+    with pytest.raises(ValueError, match="method='nope'"):
+        precision.measure(["resnet10:8:nope"])
+    df = precision.measure(["resnet10:8:supervised"], epochs=0.5, seeds=2, dataset_size=128, threads=1, verbose=False)
+    counts = df.groupby(["precision", "metric"]).seed.nunique().to_dict()
+    assert counts == {(p, m): 1 if p == "random init" else 2
+                      for p in ("random init", "fp32", "bf16") for m in ("knn_acc", "linear_acc")}
+    assert df.value.between(0, 100).all() and (df[df.precision != "random init"].train_seconds > 0).all()
+    assert os.environ["SSL_CORE_CACHE"] == str(private_cache)            # the private run cache is put back
+    assert not (private_cache / "runs").exists()

@@ -19,6 +19,15 @@ def test_effect_is_the_mean_with_a_student_t_interval():
     assert one.mean == 2.0 and math.isnan(one.low) and verdict(one) == INCONCLUSIVE
 
 
+def test_effect_interval_at_another_level():
+    e = effect([1.0, 2.0, 6.0], level=0.90)
+    half = 2.919985580355516 * np.std([1, 2, 6], ddof=1) / math.sqrt(3)        # t(0.95, 2)
+    assert (e.low, e.high, e.level) == pytest.approx((3 - half, 3 + half, 0.90))
+    assert str(e).startswith("+3.00 [90% CI") and str(effect([1.0, 2.0])).startswith("+1.50 [95% CI")
+    with pytest.raises(ValueError, match="level=1.5"):
+        effect([1.0, 2.0], level=1.5)
+
+
 def test_paired_effect_pairs_on_seeds_present_in_both():
     df = pd.DataFrame({"method": ["a", "a", "a", "b", "b"], "seed": [0, 1, 2, 0, 1], "value": [5.0, 7.0, 100.0, 1.0, 4.0]})
     e = paired_effect(df, "method", "a", "b")
