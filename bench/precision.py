@@ -6,7 +6,8 @@ in fp32. Each setting (encoder, width, method) trains the same recipe (RunConfig
 batch 64, the curated world) for `epochs` epochs in fp32 and in bf16, seed by seed: one seed gives both
 runs the same initialisation, data order and augmentation stream, and the order of the pair alternates
 with the seed. The frozen encoders are evaluated in fp32 (kNN k=200 and the linear probe on the curated
-test split); a random-initialised encoder (seed 0) shows what the short run learnt.
+test split); a random-initialised encoder (seed 0) shows what the short run learnt: a row whose fp32
+accuracy is at the random-init level says nothing about bf16, only that the run was too short.
 
 The effect is the paired difference bf16 - fp32 in accuracy points over seeds. bf16 "matches" fp32 when
 the 90% t-interval of the effect lies inside +-MARGIN points (two one-sided tests at 5%); it "differs"
