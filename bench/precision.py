@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see bench/run_all.py
 import pandas as pd  # noqa: E402
@@ -65,28 +66,22 @@ def measure(settings=SETTINGS, epochs: float = 2.0, seeds: int = 4, dataset_size
     parsed = [parse_setting(s) for s in settings]
     torch.set_num_threads(threads)
     frames = []
-    with tempfile.TemporaryDirectory(prefix="ssl_core_precision_") as cache:
-        previous, os.environ["SSL_CORE_CACHE"] = os.environ.get("SSL_CORE_CACHE"), cache
-        try:
-            for spec, (encoder, width, method) in zip(settings, parsed):
-                base = RunConfig(method=method, encoder=encoder, width=width, epochs=epochs, batch_size=64,
-                                 dataset_size=dataset_size, device="cpu")
-                runs = [("random init", base.replace(epochs=0.0, precision="fp32"))]
-                for seed in range(seeds):
-                    order = PRECISIONS if seed % 2 == 0 else PRECISIONS[::-1]
-                    runs += [(p, base.replace(seed=seed, precision=p)) for p in order]
-                for precision, cfg in runs:
-                    df = run_or_load(cfg, progress=False).assign(setting=spec, precision=precision)
-                    frames.append(df)
-                    if verbose:
-                        scores = ", ".join(f"{METRICS[m]} {100 * v:.2f}" for m, v in zip(df.metric, df.value))
-                        print(f"  {spec} {precision:11s} seed {cfg.seed}: {scores}, "
-                              f"trained {df.train_seconds.iloc[0]:.1f} s", flush=True)
-        finally:
-            if previous is None:
-                os.environ.pop("SSL_CORE_CACHE")
-            else:
-                os.environ["SSL_CORE_CACHE"] = previous
+    with tempfile.TemporaryDirectory(prefix="ssl_core_precision_") as cache, \
+            mock.patch.dict(os.environ, {"SSL_CORE_CACHE": cache}):             # fresh runs; the user's cache untouched
+        for spec, (encoder, width, method) in zip(settings, parsed):
+            base = RunConfig(method=method, encoder=encoder, width=width, epochs=epochs, batch_size=64,
+                             dataset_size=dataset_size, device="cpu")
+            runs = [("random init", base.replace(epochs=0.0, precision="fp32"))]
+            for seed in range(seeds):
+                order = PRECISIONS if seed % 2 == 0 else PRECISIONS[::-1]
+                runs += [(p, base.replace(seed=seed, precision=p)) for p in order]
+            for precision, cfg in runs:
+                df = run_or_load(cfg, progress=False).assign(setting=spec, precision=precision)
+                frames.append(df)
+                if verbose:
+                    scores = ", ".join(f"{METRICS[m]} {100 * v:.2f}" for m, v in zip(df.metric, df.value))
+                    print(f"  {spec} {precision:11s} seed {cfg.seed}: {scores}, "
+                          f"trained {df.train_seconds.iloc[0]:.1f} s", flush=True)
     df = pd.concat(frames, ignore_index=True)
     df["value"] *= 100                                      # accuracy points
     return df[["setting", "precision", "seed", "metric", "value", "train_seconds"]]
