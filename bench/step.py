@@ -8,7 +8,11 @@ vs lightly's own SimCLR example loop, with the same CIFAR ResNet-18 encoder (ssl
   CPU without AMX/AVX512-BF16 bf16 is emulated: it is reported, and it is slow).
 - lightly + channels_last (fp32, and bf16 where the CPU has it): the speed tricks of ssl_core's a lightly
   user could add in a line, so that "lightly's best setting" is not a straw man.
+- the shared part alone (a diagnostic): ssl_core's encoder and projector, forward and backward on 2N views
+  made beforehand, no augmentation, loss or optimiser. Both loops run these kernels, so its speed over
+  lightly's best is the ceiling of ours / lightly's best for any data path, loss and optimiser.
 
+Every setting's untimed warm-up step takes a full batch (oneDNN builds its kernels per shape).
 Every lightly round is one whole epoch of its DataLoader, so the CPU time of its workers is all counted;
 the wall time includes the wait for the first batch once per epoch (a bias against lightly of about one
 batch of augmentation per round: keep `--steps` >= 3 where time allows). ssl_core steps over consecutive
@@ -34,13 +38,14 @@ from bench.augment import PerSample, lightly_transform, to_pil  # noqa: E402
 from bench.timing import Figure, interleave, ratio, table, timed  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
-from ssl_core.methods import METHODS  # noqa: E402
+from ssl_core.data.views import views  # noqa: E402
+from ssl_core.methods import METHODS, to_channels_last  # noqa: E402
 from ssl_core.models import build_encoder  # noqa: E402
 from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
 
 OURS = "ssl_core simclr step"
 COMPILED = OURS + " + torch.compile"       # RunConfig(compile=True)
-WARM = 8   # images in the untimed warm-up step of every setting
+SHARED = "encoder + projector alone (diagnostic)"
 LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly bf16 autocast",
            "lightly bf16 autocast + channels_last")
 MODELS = ("resnet10:8", "resnet18:16", "resnet18:64")   # the presets' encoder, RunConfig's default, ResNet-18
@@ -63,6 +68,26 @@ def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False,
         loss.backward()
         optimizer.step()
     return step, precision
+
+
+def shared_step(cfg: RunConfig, model: nn.Module):
+    """The kernels both loops run: the SimCLR `model`'s encoder and projector, forward and backward of 2N views.
+
+    Returns (prepare, step): `prepare(x)` makes a batch's two views, untimed; `step(v)` runs the rest.
+    """
+    precision = resolve_precision(cfg.precision, torch.device("cpu"))
+    g = torch.Generator().manual_seed(cfg.seed)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=cfg.crop_min_scale, jitter=cfg.jitter,
+                                                hue=cfg.hue)))
+
+    def step(v: torch.Tensor) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            z = model.projector(model.encoder(v))
+        model.zero_grad(set_to_none=True)
+        z.float().sum().backward()
+    return prepare, step
 
 
 class LightlySimCLR(nn.Module):
@@ -112,11 +137,19 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
     bf16_steps = steps if precision == "bf16" else bf16_steps                 # native bf16: as fast as fp32
     n = max(steps, bf16_steps) * batch
     images, labels = data.images[:n], data.labels[:n]
-    ours(images[:WARM], labels[:WARM])                                        # warm-up: allocator, first calls
+    ours(images[:batch], labels[:batch])                                      # warm-up: allocator, kernels
 
     def ours_round(step=ours):
         return timed(steps * batch, lambda: [step(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
                                              for i in range(steps)])
+
+    torch.manual_seed(cfg.seed)
+    prepare, shared = shared_step(cfg, METHODS["simclr"](cfg, data.num_classes).to(memory_format=torch.channels_last))
+    two_views = [prepare(images[i * batch:(i + 1) * batch]) for i in range(steps)]
+    shared(two_views[0])
+
+    def shared_round():
+        return timed(steps * batch, lambda: [shared(v) for v in two_views])
 
     pils = to_pil(images)
     transform = lightly_transform(cfg)
@@ -128,10 +161,10 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
             return timed(k * batch, lambda: [step(x0, x1) for x0, x1 in loaders[k]])
         for i, (x0, x1) in enumerate(loaders[k]):         # warm-up: a whole epoch starts the workers ...
             if i == 0:
-                step(x0[:WARM], x1[:WARM])                # ... and one small step the model
+                step(x0, x1)                              # ... and one step the model
         return one_round
 
-    cases = {OURS: ours_round,
+    cases = {OURS: ours_round, SHARED: shared_round,
              LIGHTLY[0]: lightly_round(lightly_step(cfg), steps),
              LIGHTLY[1]: lightly_round(lightly_step(cfg, channels_last=True), steps)}
     if bf16_steps:
@@ -139,6 +172,7 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
         cases[LIGHTLY[3]] = lightly_round(lightly_step(cfg, bf16=True, channels_last=True), bf16_steps)
     kind = "native" if precision == "bf16" else "emulated"
     notes = {OURS: f"{precision}, channels_last, {threads} threads",
+             SHARED: "views made beforehand; no loss, no optimiser",
              LIGHTLY[0]: "SimCLRTransform in 2 workers",
              **{name: f"{kind} on this CPU; {bf16_steps} step(s) a round" for name in LIGHTLY[2:] if bf16_steps}}
     if compile_model:
@@ -162,7 +196,8 @@ def targets(figures: dict[str, Figure], encoder: str, width: int) -> list[tuple[
     rows = [(f"{what}: ssl_core / lightly's best ({best})", ratio(figures, OURS, best), target),
             (f"{what}: ssl_core / lightly's best per CPU-second ({best_cpu})",
              ratio(figures, OURS, best_cpu, cpu=True), target),
-            (f"{what}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None)]
+            (f"{what}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None),
+            (f"{what}: ceiling, encoder + projector alone / lightly's best ({best})", ratio(figures, SHARED, best), None)]
     if COMPILED in figures:
         rows += [(f"{what}: ssl_core + torch.compile / lightly's best ({best})", ratio(figures, COMPILED, best), target),
                  (f"{what}: ssl_core compiled / eager", ratio(figures, COMPILED, OURS), None)]

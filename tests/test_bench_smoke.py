@@ -46,8 +46,22 @@ def test_each_benchmark_runs_one_tiny_round(private_cache):
     assert all(t[1] > 0 for t in augment.targets(figures))
     figures = step.measure("resnet10", 8, batch=8, steps=1, rounds=1, threads=1, bf16_steps=0, verbose=False)
     native_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"   # then lightly's bf16 settings always run
-    assert set(figures) == {step.OURS, *step.LIGHTLY[:4 if native_bf16 else 2]}
-    assert [t[2] for t in step.targets(figures, "resnet10", 8)] == [2.0, 2.0, None]
+    assert set(figures) == {step.OURS, step.SHARED, *step.LIGHTLY[:4 if native_bf16 else 2]}
+    assert [t[2] for t in step.targets(figures, "resnet10", 8)] == [2.0, 2.0, None, None]
+
+
+def test_the_shared_step_runs_every_encoder_and_projector_weight_and_no_optimiser():
+    from bench import step
+    from ssl_core.methods import METHODS
+    cfg = RunConfig(encoder="resnet10", width=8, batch_size=4, device="cpu")
+    model = METHODS["simclr"](cfg, 10).to(memory_format=torch.channels_last)
+    prepare, shared = step.shared_step(cfg, model)
+    v = prepare(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    assert v.shape == (8, 3, 32, 32) and v.is_contiguous(memory_format=torch.channels_last)   # two views of 4
+    before = [p.detach().clone() for p in model.parameters()]
+    shared(v)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
 def test_gpu_epoch_reports_the_epoch_time_counted_flops_and_mfu(private_cache):
