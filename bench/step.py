@@ -8,6 +8,8 @@ vs lightly's own SimCLR example loop, with the same CIFAR ResNet-18 encoder (ssl
   CPU without AMX/AVX512-BF16 bf16 is emulated: it is reported, and it is slow).
 - lightly + channels_last (fp32, and bf16 where the CPU has it): the speed tricks of ssl_core's a lightly
   user could add in a line, so that "lightly's best setting" is not a straw man.
+- ssl_core in fp32 as well, where it picks bf16: against lightly's best fp32 setting, the comparison that
+  holds where bf16 is not shown to match fp32's accuracy (bench/precision.py).
 - the shared part alone (a diagnostic): ssl_core's encoder and projector, forward and backward on 2N views
   made beforehand, no augmentation, loss or optimiser. Both loops run these kernels, so its speed over
   lightly's best is the ceiling of ours / lightly's best for any data path, loss and optimiser.
@@ -45,6 +47,7 @@ from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
 
 OURS = "ssl_core simclr step"
 COMPILED = OURS + " + torch.compile"       # RunConfig(compile=True)
+OURS_FP32 = OURS + ", fp32"                  # RunConfig(precision="fp32"), where "auto" picks bf16
 SHARED = "encoder + projector alone (diagnostic)"
 LIGHTLY = ("lightly fp32 (as written)", "lightly fp32 + channels_last", "lightly bf16 autocast",
            "lightly bf16 autocast + channels_last")
@@ -170,6 +173,10 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
     if bf16_steps:
         cases[LIGHTLY[2]] = lightly_round(lightly_step(cfg, bf16=True), bf16_steps)
         cases[LIGHTLY[3]] = lightly_round(lightly_step(cfg, bf16=True, channels_last=True), bf16_steps)
+    if precision == "bf16":
+        fp32, _ = ssl_core_step(cfg.replace(precision="fp32"), data.num_classes)
+        fp32(images[:batch], labels[:batch])
+        cases[OURS_FP32] = lambda: ours_round(fp32)
     kind = "native" if precision == "bf16" else "emulated"
     notes = {OURS: f"{precision}, channels_last, {threads} threads",
              SHARED: "views made beforehand; no loss, no optimiser",
@@ -184,8 +191,8 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
     return interleave(cases, rounds, notes, verbose)
 
 
-def best_lightly(figures: dict[str, Figure], cpu: bool = False) -> str:
-    return max((name for name in LIGHTLY if name in figures), key=lambda name: figures[name].median(cpu))
+def best_lightly(figures: dict[str, Figure], cpu: bool = False, names: tuple[str, ...] = LIGHTLY) -> str:
+    return max((name for name in names if name in figures), key=lambda name: figures[name].median(cpu))
 
 
 def targets(figures: dict[str, Figure], encoder: str, width: int) -> list[tuple[str, float, float | None]]:
@@ -198,6 +205,9 @@ def targets(figures: dict[str, Figure], encoder: str, width: int) -> list[tuple[
              ratio(figures, OURS, best_cpu, cpu=True), target),
             (f"{what}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None),
             (f"{what}: ceiling, encoder + projector alone / lightly's best ({best})", ratio(figures, SHARED, best), None)]
+    if OURS_FP32 in figures:
+        best32 = best_lightly(figures, names=LIGHTLY[:2])
+        rows.append((f"{what}: ssl_core fp32 / lightly's best fp32 ({best32})", ratio(figures, OURS_FP32, best32), target))
     if COMPILED in figures:
         rows += [(f"{what}: ssl_core + torch.compile / lightly's best ({best})", ratio(figures, COMPILED, best), target),
                  (f"{what}: ssl_core compiled / eager", ratio(figures, COMPILED, OURS), None)]
