@@ -221,7 +221,7 @@ def parse_model(spec: str) -> tuple[str, int]:
 
 
 def schedule(width: int, quick: bool = False, bf16_wide: bool = False) -> dict:
-    """Batch, steps a round, rounds and emulated-bf16 steps a round for one width (~2 minutes a width here).
+    """Batch, steps a round, rounds and emulated-bf16 steps a round for one width (~1-3 minutes a width here).
 
     ResNet-18 at width 64 costs ~15x width 16 per image, and emulated bf16 ~15x fp32 on top: at width 64
     the emulated bf16 settings are left out unless asked for (`bf16_wide`, about 5 more minutes); native
@@ -230,8 +230,8 @@ def schedule(width: int, quick: bool = False, bf16_wide: bool = False) -> dict:
     if quick:
         return dict(batch=32, steps=2, rounds=2, bf16_steps=0)
     if width < 64:
-        return dict(batch=64, steps=4, rounds=3, bf16_steps=1)
-    return dict(batch=32, steps=2, rounds=3, bf16_steps=1 if bf16_wide else 0)
+        return dict(batch=64, steps=4, rounds=5, bf16_steps=1)
+    return dict(batch=32, steps=2, rounds=5, bf16_steps=1 if bf16_wide else 0)
 
 
 def main(argv=None):
