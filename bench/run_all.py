@@ -2,8 +2,8 @@
 
 `make bench` runs `python bench/run_all.py`; `--quick` is a fast pass (about a minute), `--figures`
 adds the cold- and warm-cache timing of `make figures` (~85 minutes), `--precision-wide` the bf16 accuracy
-check of ResNet-18 at width 64 on the same recipe (~35 minutes). The default pass takes ~15 minutes on a 2-core CPU, half of
-it the bf16 accuracy check (bench/precision.py).
+check of ResNet-18 at width 64 on the same recipe (~45 minutes). The default pass takes ~15 minutes on a
+2-core CPU, half of it the bf16 accuracy check (bench/precision.py).
 """
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def main(argv=None):
                         help="time the ssl_core step under torch.compile for every encoder, not only the presets'")
     parser.add_argument("--bf16-wide", action="store_true", help="also emulated-bf16 lightly at width 64 (slow)")
     parser.add_argument("--precision-wide", action="store_true",
-                        help="also the bf16 accuracy check of ResNet-18 at width 64 (~35 minutes)")
+                        help="also the bf16 accuracy check of ResNet-18 at width 64 (~45 minutes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(step.MODELS), help="encoder:width, e.g. resnet18:64")
     parser.add_argument("--output", type=Path, default=RESULTS)

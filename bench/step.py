@@ -40,8 +40,7 @@ from bench.augment import PerSample, lightly_transform, to_pil  # noqa: E402
 from bench.timing import Figure, interleave, ratio, table, timed  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
-from ssl_core.data.views import views  # noqa: E402
-from ssl_core.methods import METHODS, to_channels_last  # noqa: E402
+from ssl_core.methods import METHODS  # noqa: E402
 from ssl_core.models import build_encoder  # noqa: E402
 from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
 
@@ -76,14 +75,14 @@ def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False,
 def shared_step(cfg: RunConfig, model: nn.Module):
     """The kernels both loops run: the SimCLR `model`'s encoder and projector, forward and backward of 2N views.
 
-    Returns (prepare, step): `prepare(x)` makes a batch's two views, untimed; `step(v)` runs the rest.
+    Returns (prepare, step): `prepare(x)` makes a batch's two views (the method's own), untimed; `step(v)`
+    runs the rest.
     """
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
     g = torch.Generator().manual_seed(cfg.seed)
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        return to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=cfg.crop_min_scale, jitter=cfg.jitter,
-                                                hue=cfg.hue)))
+        return model.two_views(x, g)
 
     def step(v: torch.Tensor) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -204,10 +203,12 @@ def targets(figures: dict[str, Figure], encoder: str, width: int) -> list[tuple[
             (f"{what}: ssl_core / lightly's best per CPU-second ({best_cpu})",
              ratio(figures, OURS, best_cpu, cpu=True), target),
             (f"{what}: ssl_core / lightly as written", ratio(figures, OURS, LIGHTLY[0]), None),
-            (f"{what}: ceiling, encoder + projector alone / lightly's best ({best})", ratio(figures, SHARED, best), None)]
+            (f"{what}: ceiling, encoder + projector alone / lightly's best ({best})",
+             ratio(figures, SHARED, best), None)]
     if OURS_FP32 in figures:
         best32 = best_lightly(figures, names=LIGHTLY[:2])
-        rows.append((f"{what}: ssl_core fp32 / lightly's best fp32 ({best32})", ratio(figures, OURS_FP32, best32), target))
+        rows.append((f"{what}: ssl_core fp32 / lightly's best fp32 ({best32})",
+                     ratio(figures, OURS_FP32, best32), target))
     if COMPILED in figures:
         rows += [(f"{what}: ssl_core + torch.compile / lightly's best ({best})", ratio(figures, COMPILED, best), target),
                  (f"{what}: ssl_core compiled / eager", ratio(figures, COMPILED, OURS), None)]

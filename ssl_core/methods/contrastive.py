@@ -24,10 +24,14 @@ class Contrastive(nn.Module):
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.projector = mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def two_views(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Two augmented views of the uint8 batch `x`, stacked as (2N, C, H, W) in channels_last."""
         c = self.cfg
         v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
-        z = self.projector(self.encoder(to_channels_last(torch.cat([v1, v2]))))   # (2N, P)
+        return to_channels_last(torch.cat([v1, v2]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        z = self.projector(self.encoder(self.two_views(x, g)))   # (2N, P)
         z1, z2 = gather(*z.chunk(2))            # negatives from the global batch under torchrun (else a no-op)
         return self.loss(z1, z2)
 
