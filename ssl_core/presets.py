@@ -10,9 +10,10 @@ from ssl_core.config import RunConfig, at_least, choose
 from ssl_core.data.suite import SUITE
 from ssl_core.methods.dnc import DNC_ABLATIONS
 
-# Sized from cold-cache runs on 2 CPU cores (Xeon with AMX bf16; bench/RESULTS.md): the default
-# presets take 01 9.4, 02 17.4, 03 38.3, 04 14.9 and 05 ~6 minutes; ResNet-10 at width 8 runs SimCLR
-# at ~700 images/s there, 470-720 on the AMD EPYCs CI has also run on.
+# Sized from cold-cache runs on 2 CPU cores (Xeon with AMX bf16; papermill's durations in figures/executed/):
+# each default preset alone takes 01 5.6, 02 13.6, 03 38.3, 04 12.6 and 05 17.9 minutes; in one cold `make
+# figures` 05 takes ~6, reusing the runs of 01 and 02. ResNet-10 at width 8 runs SimCLR at ~700 images/s there,
+# 470-720 on the AMD EPYCs CI has also run on.
 PRESETS: dict[str, dict[str, dict]] = {
     "01_small_budget": {
         "smoke": dict(budget=1.0, fractions=[1.0], seeds=2, tasks=["suite/digits", "suite/colour"], task_images=500,
