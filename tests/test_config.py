@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from ssl_core.config import RunConfig
-from ssl_core.presets import resolve
+from ssl_core.presets import PRESETS, base_config, resolve
 
 
 def test_default_config_is_valid_and_key_is_stable():
@@ -51,6 +51,7 @@ def test_bad_values_name_the_parameter(change, message):
     (dict(dataset="nowhere"), "dataset='nowhere' is not allowed"),
     (dict(seeds=0), "seeds=0 is not allowed"),
     (dict(colour="red"), "parameter='colour' is not allowed"),
+    (dict(compile="yes"), "compile='yes' has the wrong type: expected bool"),
 ])
 def test_notebook_parameters_fail_fast(knobs, message):
     preset = knobs.pop("preset", "smoke")
@@ -61,3 +62,9 @@ def test_notebook_parameters_fail_fast(knobs, message):
 def test_preset_knobs_override_only_when_set():
     p = resolve("04_dcl_batch_size", "smoke", budget=2, seeds=None)
     assert p["budget"] == 2 and p["seeds"] == resolve("04_dcl_batch_size", "smoke")["seeds"]
+
+
+@pytest.mark.parametrize("notebook", sorted(PRESETS))
+def test_every_notebook_compiles_its_runs_only_when_asked(notebook):
+    assert base_config(resolve(notebook, "smoke")).compile is False
+    assert base_config(resolve(notebook, "smoke", compile=True)).compile is True
