@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, gpu_epoch, precision, step  # noqa: E402
+from bench import augment, compile_payoff, gpu_epoch, precision, step  # noqa: E402
 from bench.timing import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +178,14 @@ def main(argv=None):
                          f"--rounds {plan['rounds']} --threads {args.threads}{flags}`\n\n"
                          f"{protocol(step)}\n\n{table(figures, step.best_lightly(figures))}"))
         targets += step.targets(figures, encoder, width)
+
+    if not args.quick:                                    # the first compiled run builds its kernels: ~1 minute
+        print("torch.compile, whole runs", flush=True)
+        t0 = time.perf_counter()
+        text = compile_payoff.measure(*compile_payoff.parse(["--threads", str(args.threads)]))
+        sections.append(("Where torch.compile pays: whole SimCLR runs of the presets' encoder" + took(t0),
+                         f"`python bench/compile_payoff.py --threads {args.threads}`\n\n{protocol(compile_payoff)}"
+                         f"\n\n{text}"))
 
     print("bf16 against fp32 after a short run", flush=True)
     t0 = time.perf_counter()

@@ -118,3 +118,15 @@ def test_run_all_keeps_a_section_it_did_not_remeasure(tmp_path):
     path.write_text(f"# B\n\n## A\n\nfirst\n\n## {title}\n\n| cache | wall s |\n| cold | 1.0 |\n\n## C\n\nlast\n")
     assert run_all.previous_section(path, title) == "| cache | wall s |\n| cold | 1.0 |"
     assert run_all.previous_section(path, "C") == "last" and run_all.previous_section(path, "D") is None
+
+
+def test_compile_payoff_fits_each_runs_line_and_finds_where_they_cross():
+    from bench.compile_payoff import Line, break_even, measure
+    eager = Line.through(1, 12.0, 4, 42.0)              # 2 s + 10 s per epoch
+    assert (eager.overhead, eager.per_epoch) == pytest.approx((2.0, 10.0))
+    compiled = Line(overhead=32.0, per_epoch=7.0)       # 30 s more per run, 3 s less per epoch
+    assert break_even(eager, compiled) == pytest.approx(10.0)
+    assert eager(10) == pytest.approx(compiled(10))
+    assert break_even(eager, Line(32.0, 10.0)) == float("inf")    # epochs no faster: never pays
+    with pytest.raises(ValueError, match=r"epochs=\[4, 1\] is not allowed"):
+        measure(RunConfig(), epochs=(4, 1))              # before any run starts
