@@ -68,7 +68,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda[:i] | mps
     precision: str = "auto"           # auto = bf16 autocast where the hardware has it, else fp32
-    compile: bool = False             # torch.compile the method's step (CPU width 8: 1.33x, bench/RESULTS.md; ~45 s to compile)
+    compile: bool = False             # torch.compile the method's step: bench/compile_payoff.py says when it pays
     sync_bn: bool = True              # under torchrun: BatchNorm over the global batch, as in one process (GPUs)
 
     def key(self) -> str:
