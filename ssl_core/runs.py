@@ -230,6 +230,8 @@ def plan(configs: list[RunConfig]) -> pd.DataFrame:
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds})
     df = pd.DataFrame(rows)
     device = resolve_device(configs[0].device) if configs else "-"
+    compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
     print(f"plan: {len(df)} runs, {int(df.cached.sum())} cached, {len(df) - int(df.cached.sum())} to train "
-          f"on {device}; estimated training time {df.est_seconds.sum() / 60:.1f} min (+ evaluation)")
+          f"on {device}; estimated training time {df.est_seconds.sum() / 60:.1f} min (+ evaluation"
+          f"{', eager steps; torch.compile adds ~45 s per new setting on a CPU' if compiling else ''})")
     return df

@@ -138,6 +138,15 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     assert df.est_seconds[1] == pytest.approx(2.0 * per_epoch * 3.0)
 
 
+def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
+    import ssl_core.runs as runs
+    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg: 1.0)
+    runs.plan([TINY])
+    assert "torch.compile" not in capsys.readouterr().out
+    runs.plan([TINY, TINY.replace(seed=1, compile=True)])
+    assert "eager steps; torch.compile adds ~45 s per new setting" in capsys.readouterr().out
+
+
 def test_eval_size_caches_apart_and_is_checked(monkeypatch):
     import ssl_core.runs as runs
     from ssl_core.runs import eval_path
