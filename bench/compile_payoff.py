@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # the children inherit it: see bench/run_all.py
@@ -38,9 +37,10 @@ with tempfile.TemporaryDirectory() as workdir:
     r = train(RunConfig(**json.loads(sys.argv[1])), Path(workdir), progress=False)
 print(json.dumps({{"seconds": r.seconds, "loss": r.losses[-1], "precision": r.precision}}))
 """
+EAGER, COLD, WARM = "eager", "compiled, empty inductor cache", "compiled, warm inductor cache"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Line:
     """Seconds of a run of n epochs: overhead + per_epoch * n."""
 
@@ -81,18 +81,15 @@ def measure(cfg: RunConfig, epochs: tuple[float, float] = (1.0, 4.0), threads: i
     cfg.validate()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ssl_core_inductor_") as cache:
-        cases = [("eager", n1, False), ("eager", n2, False), ("compiled, empty inductor cache", n1, True),
-                 ("compiled, warm inductor cache", n1, True), ("compiled, warm inductor cache", n2, True)]
-        for case, n, compiled in cases:
-            r = run(cfg.replace(epochs=n, compile=compiled), threads, cache)
+        for case, n in [(EAGER, n1), (EAGER, n2), (COLD, n1), (WARM, n1), (WARM, n2)]:   # COLD fills the cache
+            r = run(cfg.replace(epochs=n, compile=case != EAGER), threads, cache)
             rows.append((case, n, r))
             if verbose:
                 print(f"  {case}, {n:g} epochs: {r['seconds']:.1f} s, last loss {r['loss']:.4f}", flush=True)
     seconds = {(case, n): r["seconds"] for case, n, r in rows}
-    eager = Line.through(n1, seconds["eager", n1], n2, seconds["eager", n2])
-    warm = Line.through(n1, seconds["compiled, warm inductor cache", n1], n2, seconds["compiled, warm inductor cache", n2])
-    cold_extra = seconds["compiled, empty inductor cache", n1] - seconds["compiled, warm inductor cache", n1]
-    cold = Line(warm.overhead + cold_extra, warm.per_epoch)
+    eager = Line.through(n1, seconds[EAGER, n1], n2, seconds[EAGER, n2])
+    warm = Line.through(n1, seconds[WARM, n1], n2, seconds[WARM, n2])
+    cold = Line(warm.overhead + seconds[COLD, n1] - seconds[WARM, n1], warm.per_epoch)   # same epochs, more overhead
     lines = [f"{cfg.method}, {cfg.encoder} width {cfg.width}, batch {cfg.batch_size}, {cfg.dataset} "
              f"({cfg.dataset_size or 'default size'}), {rows[0][2]['precision']}, {threads} threads", "",
              "| run | epochs | train s | last loss |", "|---|---:|---:|---:|"]
