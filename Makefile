@@ -7,7 +7,6 @@ SMOKE := $(CURDIR)/build/smoke
 export TQDM_DISABLE ?= 1
 export CODECARBON_LOG_LEVEL ?= error
 export RAY_AUTH_MODE ?= disabled
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: figures test unit smoke lab bench clean
 .DEFAULT_GOAL := test

@@ -22,9 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # the children inherit it: see bench/run_all.py
-
-from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.config import RunConfig
 
 CHILD = """
 import json, sys, tempfile

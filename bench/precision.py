@@ -30,9 +30,8 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see bench/run_all.py
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import pandas as pd
+import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable

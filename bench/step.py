@@ -25,14 +25,12 @@ Run: `python bench/step.py [--quick] [--models resnet10:8 resnet18:16 resnet18:6
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see bench/run_all.py
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
