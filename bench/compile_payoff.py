@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
+from bench.timing import train_in_child
 from ssl_core.config import RunConfig
 
-CHILD = """
-import json, sys, tempfile
-from pathlib import Path
-import torch
-from ssl_core.config import RunConfig
-from ssl_core.train import train
-torch.set_num_threads({threads})
-with tempfile.TemporaryDirectory() as workdir:
-    r = train(RunConfig(**json.loads(sys.argv[1])), Path(workdir), progress=False)
-print(json.dumps({{"seconds": r.seconds, "loss": r.losses[-1], "precision": r.precision}}))
-"""
 EAGER, COLD, WARM = "eager", "compiled, empty inductor cache", "compiled, warm inductor cache"
 
 
@@ -61,15 +50,6 @@ def break_even(eager: Line, compiled: Line) -> float:
     return max(0.0, (compiled.overhead - eager.overhead) / (eager.per_epoch - compiled.per_epoch))
 
 
-def run(cfg: RunConfig, threads: int, inductor_cache: str) -> dict:
-    """One training run in a fresh process: its seconds, last loss and precision."""
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": inductor_cache}
-    fields = json.dumps(dataclasses.asdict(cfg))
-    out = subprocess.run([sys.executable, "-c", CHILD.format(threads=threads), fields], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def measure(cfg: RunConfig, epochs: tuple[float, float] = (1.0, 4.0), threads: int = 2,
             verbose: bool = True) -> str:
     """The runs and the derived figures as markdown."""
@@ -80,7 +60,8 @@ def measure(cfg: RunConfig, epochs: tuple[float, float] = (1.0, 4.0), threads: i
     rows = []
     with tempfile.TemporaryDirectory(prefix="ssl_core_inductor_") as cache:
         for case, n in [(EAGER, n1), (EAGER, n2), (COLD, n1), (WARM, n1), (WARM, n2)]:   # COLD fills the cache
-            r = run(cfg.replace(epochs=n, compile=case != EAGER), threads, cache)
+            env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+            r = train_in_child(cfg.replace(epochs=n, compile=case != EAGER), threads, env).result()
             rows.append((case, n, r))
             if verbose:
                 print(f"  {case}, {n:g} epochs: {r['seconds']:.1f} s, last loss {r['loss']:.4f}", flush=True)

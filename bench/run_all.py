@@ -24,7 +24,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, compile_payoff, gpu_epoch, precision, step  # noqa: E402
+from bench import augment, compile_payoff, gpu_epoch, precision, step, wait_policy  # noqa: E402
 from bench.timing import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +182,14 @@ def main(argv=None):
         text = compile_payoff.measure(*compile_payoff.parse(["--threads", str(args.threads)]))
         sections.append(("Where torch.compile pays: whole SimCLR runs of the presets' encoder" + took(t0),
                          f"`python bench/compile_payoff.py --threads {args.threads}`\n\n{protocol(compile_payoff)}"
+                         f"\n\n{text}"))
+
+    if not args.quick:                                    # fresh processes, alone and in pairs: ~4 minutes
+        print("OpenMP wait policy, whole runs", flush=True)
+        t0 = time.perf_counter()
+        text = wait_policy.measure(*wait_policy.parse(["--threads", str(args.threads)]))
+        sections.append(("OpenMP's wait policy: whole SimCLR runs of the presets' encoder" + took(t0),
+                         f"`python bench/wait_policy.py --threads {args.threads}`\n\n{protocol(wait_policy)}"
                          f"\n\n{text}"))
 
     print("bf16 against fp32 after a short run", flush=True)

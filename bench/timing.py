@@ -9,12 +9,18 @@ of what a user waits for.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ssl_core.config import RunConfig
 
 
 def cpu_seconds() -> float:
@@ -94,3 +100,39 @@ def table(figures: dict[str, Figure], reference: str) -> str:
         lines.append(f"| {f.case} | {f.median():,.1f} | {f.spread()} | {ratio(figures, f.case, reference):.2f} | "
                      f"{f.median(cpu=True):,.1f} | {ratio(figures, f.case, reference, cpu=True):.2f} | {f.note} |")
     return "\n".join(lines)
+
+
+CHILD = """
+import json, sys, tempfile
+from pathlib import Path
+import torch
+from ssl_core.config import RunConfig
+from ssl_core.train import train
+torch.set_num_threads({threads})
+with tempfile.TemporaryDirectory() as workdir:
+    r = train(RunConfig(**json.loads(sys.argv[1])), Path(workdir), progress=False)
+print(json.dumps({{"seconds": r.seconds, "loss": r.losses[-1], "precision": r.precision}}))
+"""
+
+
+@dataclass
+class ChildRun:
+    """A training run started in a fresh process (nothing compiled or initialised in this one is reused)."""
+
+    process: subprocess.Popen
+
+    def result(self) -> dict:
+        """Wait for it: its training seconds (as the trainer records them), last loss and precision."""
+        out, err = self.process.communicate()
+        if self.process.returncode:
+            raise RuntimeError(f"the training run failed:\n{err[-2000:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def train_in_child(cfg: RunConfig, threads: int, env: dict[str, str | None] | None = None) -> ChildRun:
+    """Start `ssl_core.train.train(cfg)` in a fresh process with `threads` threads, its environment this
+    one's with `env` over it (a value None unsets that variable)."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    return ChildRun(subprocess.Popen([sys.executable, "-c", CHILD.format(threads=threads),
+                                      json.dumps(dataclasses.asdict(cfg))], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

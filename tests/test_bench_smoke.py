@@ -1,4 +1,5 @@
 """bench/: the timing arithmetic, and one tiny pass of each benchmark."""
+import json
 import os
 import re
 import sys
@@ -130,3 +131,38 @@ def test_compile_payoff_fits_each_runs_line_and_finds_where_they_cross():
     assert break_even(eager, Line(32.0, 10.0)) == float("inf")    # epochs no faster: never pays
     with pytest.raises(ValueError, match=r"epochs=\[4, 1\] is not allowed"):
         measure(RunConfig(), epochs=(4, 1))              # before any run starts
+
+
+def test_a_child_run_gets_this_environment_with_the_overrides_and_unsets(monkeypatch):
+    import subprocess
+    from bench import timing
+    seen = {}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setattr(subprocess, "Popen", lambda args, env, **kw: seen.update(env=env, args=args))
+    timing.train_in_child(RunConfig(width=8), 1, {"OMP_WAIT_POLICY": None, "TORCHINDUCTOR_CACHE_DIR": "/x"})
+    assert "OMP_WAIT_POLICY" not in seen["env"] and seen["env"]["TORCHINDUCTOR_CACHE_DIR"] == "/x"
+    assert seen["env"]["PATH"] == os.environ["PATH"] and RunConfig(**json.loads(seen["args"][-1])).width == 8
+
+
+def test_wait_policy_times_each_policy_alone_and_in_pairs_in_alternating_order(monkeypatch):
+    from bench import wait_policy
+    policies = []
+
+    class Child:                       # a run takes 2 s under the runtime's default and 4 s under PASSIVE
+        def __init__(self, env):
+            policies.append(env["OMP_WAIT_POLICY"])
+            self.seconds = 4.0 if env["OMP_WAIT_POLICY"] == "PASSIVE" else 2.0
+
+        def result(self):
+            return {"seconds": self.seconds}
+
+    monkeypatch.setattr(wait_policy, "train_in_child", lambda cfg, threads, env: Child(env))
+    cfg = RunConfig(encoder="resnet10", width=8, batch_size=64, dataset_size=300, epochs=1.0)
+    out = wait_policy.measure(cfg, rounds=2, verbose=False)
+    assert policies == [None, "PASSIVE", None, None, "PASSIVE", "PASSIVE",       # round 1: alone, then pairs
+                        "PASSIVE", None, "PASSIVE", "PASSIVE", None, None]       # round 2: PASSIVE first
+    assert "| alone | 128 | 64 | 2.00x |" in out and "| two runs at once | 128 | 64 | 2.00x |" in out   # 256 of 300 images
+    for bad, match in [(dict(rounds=0), "rounds"), (dict(cfg=cfg.replace(dataset_size=32)), "dataset_size")]:
+        with pytest.raises(ValueError, match=match):
+            wait_policy.measure(**{"cfg": cfg, **bad})
+    assert policies[12:] == []                                                   # nothing ran for bad input
