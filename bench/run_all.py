@@ -1,7 +1,7 @@
 """Run every benchmark side by side and write bench/RESULTS.md (machine, versions, figures, ratios, date).
 
 `make bench` runs `python bench/run_all.py`; `--quick` is a fast pass (about a minute), `--figures`
-adds the cold- and warm-cache timing of `make figures` (~85 minutes), `--precision-wide` the bf16 accuracy
+adds the cold- and warm-cache timing of `make figures` (~1 hour), `--precision-wide` the bf16 accuracy
 check of ResNet-18 at width 64 on the same recipe, 8 seeds (~75 minutes). The default pass takes ~20 minutes on
 a 2-core CPU, ~8 of them the bf16 accuracy check (bench/precision.py), ~3 where torch.compile pays.
 """
@@ -176,21 +176,14 @@ def main(argv=None):
                          f"{protocol(step)}\n\n{table(figures, step.best_lightly(figures))}"))
         targets += step.targets(figures, encoder, width)
 
-    if not args.quick:                                    # the first compiled run builds its kernels: ~1 minute
-        print("torch.compile, whole runs", flush=True)
-        t0 = time.perf_counter()
-        text = compile_payoff.measure(*compile_payoff.parse(["--threads", str(args.threads)]))
-        sections.append(("Where torch.compile pays: whole SimCLR runs of the presets' encoder" + took(t0),
-                         f"`python bench/compile_payoff.py --threads {args.threads}`\n\n{protocol(compile_payoff)}"
-                         f"\n\n{text}"))
-
-    if not args.quick:                                    # fresh processes, alone and in pairs: ~4 minutes
-        print("OpenMP wait policy, whole runs", flush=True)
-        t0 = time.perf_counter()
-        text = wait_policy.measure(*wait_policy.parse(["--threads", str(args.threads)]))
-        sections.append(("OpenMP's wait policy: whole SimCLR runs of the presets' encoder" + took(t0),
-                         f"`python bench/wait_policy.py --threads {args.threads}`\n\n{protocol(wait_policy)}"
-                         f"\n\n{text}"))
+    if not args.quick:                                    # whole runs in fresh processes: ~2 and ~4 minutes
+        for module, title in [(compile_payoff, "Where torch.compile pays: whole SimCLR runs of the presets' encoder"),
+                              (wait_policy, "OpenMP's wait policy: whole SimCLR runs of the presets' encoder")]:
+            print(title, flush=True)
+            t0 = time.perf_counter()
+            text = module.measure(*module.parse(["--threads", str(args.threads)]))
+            sections.append((title + took(t0), f"`python bench/{module.__name__.split('.')[-1]}.py --threads "
+                                               f"{args.threads}`\n\n{protocol(module)}\n\n{text}"))
 
     print("bf16 against fp32 after a short run", flush=True)
     t0 = time.perf_counter()
@@ -228,7 +221,7 @@ def main(argv=None):
     if args.figures:
         print("make figures", flush=True)
         sections.append((title, time_figures()))
-    elif (kept := previous_section(args.output, title)) is not None:      # ~85 minutes: not re-measured every pass
+    elif (kept := previous_section(args.output, title)) is not None:      # ~1 hour: not re-measured every pass
         sections.append((title, KEPT + kept.removeprefix(KEPT)))
     args.output.write_text(report(sections, targets, checks, args, host))
     print(f"wrote {args.output}")

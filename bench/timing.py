@@ -9,14 +9,13 @@ of what a user waits for.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -134,5 +133,5 @@ def train_in_child(cfg: RunConfig, threads: int, env: dict[str, str | None] | No
     one's with `env` over it (a value None unsets that variable)."""
     env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     return ChildRun(subprocess.Popen([sys.executable, "-c", CHILD.format(threads=threads),
-                                      json.dumps(dataclasses.asdict(cfg))], env=env,
+                                      json.dumps(asdict(cfg))], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
