@@ -59,8 +59,8 @@ def measure(cfg: RunConfig, epochs: tuple[float, float] = (1.0, 4.0), threads: i
     cfg.validate()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ssl_core_inductor_") as cache:
+        env = {"TORCHINDUCTOR_CACHE_DIR": cache}
         for case, n in [(EAGER, n1), (EAGER, n2), (COLD, n1), (WARM, n1), (WARM, n2)]:   # COLD fills the cache
-            env = {"TORCHINDUCTOR_CACHE_DIR": cache}
             r = train_in_child(cfg.replace(epochs=n, compile=case != EAGER), threads, env).result()
             rows.append((case, n, r))
             if verbose:
