@@ -23,6 +23,7 @@ def test_batch_norm_matches_torch_in_either_layout(channels):
     grad = torch.randn_like(y_ref)
     y_ours.backward(grad.contiguous(memory_format=torch.channels_last))
     y_ref.backward(grad)
+    assert x_ours.grad.is_contiguous(memory_format=torch.channels_last)  # the layout the previous conv gave
     torch.testing.assert_close(x_ours.grad, x_ref.grad)
     torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
     torch.testing.assert_close(ours.bias.grad, reference.bias.grad)
