@@ -33,12 +33,13 @@ def metrics(df):
 
 
 def watch_children(stop: threading.Event, seen: dict) -> None:
-    """Record every process this test process starts (recursively) until `stop` is set."""
+    """Record every process this test process starts (recursively) until `stop` is set, under its latest name
+    (a process seen between fork and exec still bears its parent's name)."""
     me = psutil.Process()
     while not stop.is_set():
         for p in me.children(recursive=True):
             try:
-                seen.setdefault(p.pid, (p, p.name()))
+                seen[p.pid] = (p, p.name())
             except psutil.NoSuchProcess:
                 pass
         stop.wait(0.2)
