@@ -15,7 +15,8 @@ from ssl_core.methods.dnc import DNC_ABLATIONS
 # figures` 05 takes ~6, reusing the runs of 01 and 02. ResNet-10 at width 8 runs SimCLR at ~700 images/s there,
 # 470-720 on the AMD EPYCs CI has also run on; all under OMP_WAIT_POLICY=PASSIVE, which the project then forced.
 # With OpenMP's default the EPYC's step runs ~1,500 images/s and a cold `make figures` took 56 minutes (01 ~7,
-# 02 ~11, 03 24, 04 10, 05 ~5; bench/RESULTS.md).
+# 02 ~11, 03 24, 04 10, 05 ~5); after the narrow batch-norm fix 50 (01 ~5, 02 ~9, 03 ~25, 04 and 05 ~11;
+# bench/RESULTS.md).
 PRESETS: dict[str, dict[str, dict]] = {
     "01_small_budget": {
         "smoke": dict(budget=1.0, fractions=[1.0], seeds=2, tasks=["suite/digits", "suite/colour"], task_images=500,
