@@ -31,7 +31,7 @@ from ssl_core.evaluate import EVALS
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.io import read_json, save_atomic, write_json
-from ssl_core.train import resolve_device, resolve_precision, steps_per_epoch, train
+from ssl_core.train import make_optimizer, resolve_device, resolve_precision, steps_per_epoch, train
 
 RUN_COLUMNS = ("method", "dataset", "encoder", "width", "epochs", "batch_size", "lr", "temperature", "seed")
 
@@ -183,7 +183,7 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2) -> float:
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(0)
     model = METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(cfg, model)
     x = torch.randint(0, 256, (cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
     y = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)   # class (DnC: cluster) 0 suits every method
     g = torch.Generator(device=device).manual_seed(0)

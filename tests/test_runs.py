@@ -170,3 +170,26 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path):
     assert compiled.losses == pytest.approx(eager.losses, rel=0.02)
     assert compiled.model.state_dict().keys() == eager.model.state_dict().keys()
     assert load_checkpoint(tmp_path / "compiled" / "checkpoint.pt", torch.device("cpu"))["model"].keys() == eager.model.state_dict().keys()
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_optimizer_is_fused_and_makes_the_textbook_first_step(name):
+    """First step from zero state, closed form: AdamW p(1 - lr wd) - lr g / (|g| + eps) (bias-corrected moments
+    are g and g^2); SGD with momentum p - lr (g + wd p)."""
+    from ssl_core.train import make_optimizer
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    cfg = TINY.replace(optimizer=name, lr=0.1, weight_decay=0.01)
+    optimizer = make_optimizer(cfg, model)
+    assert optimizer.defaults["fused"] is True
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    grads = [p.grad.clone() for p in model.parameters()]
+    optimizer.step()
+    for p, p0, g in zip(model.parameters(), before, grads):
+        if name == "adamw":
+            expected = p0 * (1 - 0.1 * 0.01) - 0.1 * g / (g.abs() + 1e-8)
+        else:
+            expected = p0 - 0.1 * (g + 0.01 * p0)
+        torch.testing.assert_close(p.detach(), expected)
