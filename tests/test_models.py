@@ -6,19 +6,21 @@ from torch import nn
 from ssl_core.models import BatchNorm2d, build_encoder
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("channels", [8, 32])
-def test_batch_norm_matches_torch_in_either_layout(channels):
+def test_batch_norm_matches_torch_in_either_layout(channels, dtype):
     torch.manual_seed(0)
     ours, reference = BatchNorm2d(channels), nn.BatchNorm2d(channels)
     with torch.no_grad():
         for bn in (ours, reference):
             bn.weight.copy_(torch.linspace(0.5, 1.5, channels))
             bn.bias.copy_(torch.linspace(-1, 1, channels))
-    x = torch.randn(6, channels, 5, 7) * 3 + 1
+    x = (torch.randn(6, channels, 5, 7) * 3 + 1).to(dtype)      # bf16: a conv's output under autocast
     x_ours = x.contiguous(memory_format=torch.channels_last).requires_grad_()
     x_ref = x.clone().requires_grad_()
     y_ours, y_ref = ours(x_ours), reference(x_ref)
     assert y_ours.is_contiguous(memory_format=torch.channels_last)     # the layout the next conv expects
+    assert (type(y_ours.grad_fn).__name__ == "_RelayoutBackward") == (channels < BatchNorm2d.NARROW)  # narrow: NCHW
     torch.testing.assert_close(y_ours, y_ref)
     grad = torch.randn_like(y_ref)
     y_ours.backward(grad.contiguous(memory_format=torch.channels_last))
