@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench.timing import Figure, interleave, ratio, table, timed  # noqa: E402
+from bench.timing import Figure, Target, interleave, ratio, table, timed  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
 from ssl_core.data.views import MEAN, STD, views  # noqa: E402
@@ -115,15 +115,15 @@ def measure(images: int = 1024, batch: int = 256, rounds: int = 5, threads: int 
     return interleave(cases, rounds, notes, verbose)
 
 
-def targets(figures: dict[str, Figure]) -> list[tuple[str, float, float | None]]:
-    """(what, measured ratio, issue-11 target or None)."""
+def targets(figures: dict[str, Figure]) -> list[Target]:
     vs = lambda ours, peer=REFERENCE: ratio(figures, ours, peer)
     cpu = lambda ours, peer=REFERENCE: ratio(figures, ours, peer, cpu=True)
-    return [("augmentation: ssl_core views / lightly 2 workers", vs("ssl_core views (batched)"), 5.0),
-            ("augmentation: ssl_core views / lightly 2 workers, per CPU-second", cpu("ssl_core views (batched)"), 5.0),
-            ("augmentation: ssl_core views 1 thread / lightly 2 workers", vs("ssl_core views, 1 thread"), 5.0),
-            ("augmentation: ssl_core views / torchvision v2 per sample",
-             vs("ssl_core views (batched)", "torchvision v2 per sample"), None)]
+    return [Target("augmentation: ssl_core views / lightly 2 workers", vs("ssl_core views (batched)"), 5.0),
+            Target("augmentation: ssl_core views / lightly 2 workers, per CPU-second",
+                   cpu("ssl_core views (batched)"), 5.0),
+            Target("augmentation: ssl_core views 1 thread / lightly 2 workers", vs("ssl_core views, 1 thread"), 5.0),
+            Target("augmentation: ssl_core views / torchvision v2 per sample",
+                   vs("ssl_core views (batched)", "torchvision v2 per sample"))]
 
 
 def main(argv=None):
@@ -137,8 +137,7 @@ def main(argv=None):
     images, rounds = (512, 3) if args.quick else (args.images, args.rounds)
     figures = measure(images, args.batch, rounds, args.threads)
     print(table(figures, REFERENCE))
-    for what, value, target in targets(figures):
-        print(f"{what}: {value:.2f}x" + (f" (target {target:g}x)" if target else ""))
+    print(*targets(figures), sep="\n")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ssl_core.config import RunConfig
 
@@ -84,6 +84,20 @@ def interleave(cases: dict[str, Callable[[], Sample]], rounds: int, notes: dict[
                 print(f"  round {r + 1}/{rounds} {name:38s} {s.images / s.wall:10,.1f} images/s "
                       f"{s.images / s.cpu:10,.1f} images/CPU-s", flush=True)
     return figures
+
+
+class Target(NamedTuple):
+    """One row of bench/RESULTS.md's target table: a measured ratio, issue 11's target for it (None: reported
+    only) and, where ssl_core's side trains in bf16, the bench/precision.py setting ("encoder:width:method")
+    whose accuracy check must find bf16 matching fp32 before the figure counts (the issue's condition)."""
+
+    what: str
+    value: float
+    target: float | None = None
+    bf16: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.value:.2f}x" + (f" (target {self.target:g}x)" if self.target else "")
 
 
 def ratio(figures: dict[str, Figure], ours: str, peer: str, cpu: bool = False) -> float:

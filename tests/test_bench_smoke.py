@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `bench` is a folder of scripts, not installed
 from bench import gpu_epoch  # noqa: E402
-from bench.timing import Sample, interleave, ratio, timed  # noqa: E402
+from bench.timing import Sample, Target, interleave, ratio, timed  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.stats import Effect  # noqa: E402
@@ -49,7 +49,10 @@ def test_each_benchmark_runs_one_tiny_round(private_cache):
     native_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"   # then lightly's bf16 settings always run
     assert set(figures) == {step.OURS, step.SHARED, *step.LIGHTLY[:4 if native_bf16 else 2]} | \
         ({step.OURS_FP32} if native_bf16 else set())                          # ours in fp32 too where it picks bf16
-    assert [t[2] for t in step.targets(figures, "resnet10", 8)] == [2.0, 2.0, None, None] + [2.0] * native_bf16
+    rows = step.targets(figures, "resnet10", 8)
+    assert [t.target for t in rows] == [2.0, 2.0, None, None] + [2.0] * native_bf16
+    # the rows that time ssl_core in bf16 wait for the accuracy check of that setting; its fp32 row does not
+    assert [t.bf16 for t in rows] == ["resnet10:8:simclr" if native_bf16 else None] * 2 + [None] * (2 + native_bf16)
 
 
 def test_the_shared_step_runs_every_encoder_and_projector_weight_and_no_optimiser():
@@ -109,6 +112,18 @@ def test_precision_check_trains_both_precisions_per_seed_and_rejects_bad_setting
     assert df.value.between(0, 100).all() and (df[df.precision != "random init"].train_seconds > 0).all()
     assert os.environ["SSL_CORE_CACHE"] == str(private_cache)            # the private run cache is put back
     assert not (private_cache / "runs").exists()
+
+
+def test_a_bf16_figure_meets_its_target_only_where_bf16_matches_fp32_in_accuracy():
+    from bench.run_all import met
+    checks = {"resnet10:8:simclr": True, "resnet18:16:simclr": False}
+    assert met(Target("a", 2.5, 2.0), {}) == "yes" and met(Target("a", 1.5, 2.0), checks) == "no"
+    assert met(Target("a", 9.0), checks) == "-"
+    assert met(Target("a", 2.5, 2.0, "resnet10:8:simclr"), checks) == "yes"
+    assert met(Target("a", 1.5, 2.0, "resnet10:8:simclr"), checks) == "no"
+    assert met(Target("a", 2.5, 2.0, "resnet18:16:simclr"), checks).startswith("no: bf16 accuracy not shown to match")
+    assert met(Target("a", 2.5, 1.2, "resnet18:64:simclr"), checks).startswith("no: bf16 accuracy not checked")
+    assert str(Target("a", 2.5, 2.0)) == "a: 2.50x (target 2x)" and str(Target("b", 1.0)) == "b: 1.00x"
 
 
 def test_run_all_keeps_a_section_it_did_not_remeasure(tmp_path):
