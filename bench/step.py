@@ -40,7 +40,7 @@ from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
 from ssl_core.methods import METHODS  # noqa: E402
 from ssl_core.models import build_encoder  # noqa: E402
-from ssl_core.train import make_optimizer, resolve_precision  # noqa: E402
+from ssl_core.train import make_optimizer, resolve_precision, tune_device  # noqa: E402
 
 OURS = "ssl_core simclr step"
 COMPILED = OURS + " + torch.compile"       # RunConfig(compile=True)
@@ -55,6 +55,7 @@ def ssl_core_step(cfg: RunConfig, num_classes: int, compile_model: bool = False,
     """The trainer's step (ssl_core.train.train, stage "the loop") on `device`, as a function of a uint8 batch there."""
     device = torch.device(device)
     precision = resolve_precision(cfg.precision, device)
+    tune_device(device)
     torch.manual_seed(cfg.seed)
     model = METHODS["simclr"](cfg, num_classes).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)

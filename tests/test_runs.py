@@ -193,3 +193,12 @@ def test_optimizer_is_fused_and_makes_the_textbook_first_step(name):
         else:
             expected = p0 - 0.1 * (g + 0.01 * p0)
         torch.testing.assert_close(p.detach(), expected)
+
+
+def test_cudnn_times_its_convolutions_on_cuda_only(monkeypatch):
+    from ssl_core.train import tune_device
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_device(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_device(torch.device("cuda"))               # sets a flag only: no GPU needed
+    assert torch.backends.cudnn.benchmark is True
