@@ -2,8 +2,8 @@
 
 `make bench` runs `python bench/run_all.py`; `--quick` is a fast pass (about a minute), `--figures`
 adds the cold- and warm-cache timing of `make figures` (~1 hour), `--precision-wide` the bf16 accuracy
-check of ResNet-18 at width 64 on the same recipe, 8 seeds (~75 minutes). The default pass takes ~20 minutes on
-a 2-core CPU, ~8 of them the bf16 accuracy check (bench/precision.py), ~3 where torch.compile pays.
+check of ResNet-18 at width 64 on the same recipe, 8 seeds (~75 minutes). The default pass takes ~22 minutes on
+a 2-core CPU, ~10 of them the bf16 accuracy check (bench/precision.py), ~3 where torch.compile pays.
 """
 from __future__ import annotations
 
