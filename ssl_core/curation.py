@@ -19,6 +19,7 @@ from torch import nn
 
 from ssl_core.config import at_least
 from ssl_core.data.views import normalize
+from ssl_core.evaluate import inference_batch
 from ssl_core.methods import to_channels_last
 
 
@@ -67,10 +68,10 @@ def negative_similarities(project: nn.Module, images: torch.Tensor, batches: lis
     Shape: images (N, 3, H, W) uint8. Rows: similarity."""
     at_least("per_anchor", per_anchor, 1)
     device = next(project.parameters()).device
-    index = torch.cat(batches).unique()
+    index, batch = torch.cat(batches).unique(), inference_batch(device)
     z = {}
-    for start in range(0, len(index), 512):
-        i = index[start:start + 512]
+    for start in range(0, len(index), batch):
+        i = index[start:start + batch]
         out = F.normalize(project(to_channels_last(normalize(images[i].to(device)))).float(), dim=1).cpu()
         z.update(zip(i.tolist(), out))
     values = []

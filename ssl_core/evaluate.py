@@ -37,16 +37,29 @@ def _device_of(encoder: nn.Module, device) -> torch.device:
     return torch.device("cpu") if param is None else param.device
 
 
-def extract_features(encoder: nn.Module, images: torch.Tensor, device=None, batch_size: int = 512,
+def inference_batch(device: torch.device) -> int:
+    """Images per forward of a frozen network: 512 on an accelerator, 64 on a CPU.
+
+    On a CPU a 512-image batch's activations (128 MB for ResNet-18's first stage at 32x32, 68 MB for the
+    ViT's MLP) are too large for glibc's malloc to keep: it maps each afresh (above 32 MB) and every page
+    faults on first touch. At 64, frozen features of ResNet-18 (width 64) come 2.2x faster and the ViT's
+    1.6x, bitwise the same (2 cores; a batch's rows never mix in eval mode).
+    """
+    return 64 if device.type == "cpu" else 512
+
+
+def extract_features(encoder: nn.Module, images: torch.Tensor, device=None, batch_size: int | None = None,
                      amp: bool = False, spatial: bool = False) -> torch.Tensor:
     """Frozen features of uint8 images: `encoder(normalize(x))`, or `encoder.features(...)` if spatial.
 
     The encoder runs in eval mode under no_grad on `device` (default: where its parameters are; it is
-    moved there otherwise) and gets its training mode back afterwards; `amp` = bf16 autocast.
+    moved there otherwise), `batch_size` images at a time (default: `inference_batch`), and gets its
+    training mode back afterwards; `amp` = bf16 autocast.
     Shape: images (N, C, H, W) uint8; returns (N, D) float32 on the CPU, or (N, D, h, w) if spatial.
     """
-    at_least("batch_size", batch_size, 1)
     device = _device_of(encoder, device)
+    batch_size = inference_batch(device) if batch_size is None else batch_size
+    at_least("batch_size", batch_size, 1)
     encoder.to(device)
     forward = encoder.features if spatial else encoder
     was_training = encoder.training

@@ -49,6 +49,18 @@ def test_extract_features_is_the_eval_mode_forward_in_batches_and_restores_train
     assert spatial.shape == (10, encoder.dim, 2, 2)
 
 
+def test_cpu_inference_batches_are_small_and_change_no_feature_bit():
+    from ssl_core.evaluate import inference_batch
+    assert inference_batch(torch.device("cpu")) == 64 and inference_batch(torch.device("cuda")) == 512
+    images = image_set(150, 3, seed=1).images                   # 64 + 64 + 22 by default
+    for name in ("resnet10", "vit_mini"):
+        torch.manual_seed(0)
+        encoder = build_encoder(name, width=8, image_size=images.shape[-1])
+        for spatial in (False, True):
+            whole = extract_features(encoder, images, spatial=spatial, batch_size=len(images))
+            assert torch.equal(extract_features(encoder, images, spatial=spatial), whole)
+
+
 def test_features_for_memoises_within_one_cache_only():
     calls = []
 

@@ -36,6 +36,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize, views
 from ssl_core.distributed import gather_objects, world
+from ssl_core.evaluate import inference_batch
 from ssl_core.losses import dnc_distill
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.models import build_encoder, mlp
@@ -153,12 +154,13 @@ class DivideAndContrast(nn.Module):
         return torch.from_numpy(KMeans(c.dnc_clusters, n_init=10, random_state=c.seed).fit_predict(features)).long()
 
     @torch.no_grad()
-    def hidden_features(self, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    def hidden_features(self, images: torch.Tensor) -> torch.Tensor:
         """The base projector's hidden layer (after its ReLU) on un-augmented images.
 
         Shape: images (N, 3, H, W) uint8 -> (N, proj_hidden) float on the CPU.
         """
         device = next(self.base.parameters()).device
+        batch = inference_batch(device)
         encoder, hidden = self.base[0].eval(), self.base[1][:-1].eval()
         return torch.cat([hidden(encoder(to_channels_last(normalize(images[i:i + batch].to(device))))).float().cpu()
                           for i in range(0, len(images), batch)])
