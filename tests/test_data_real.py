@@ -1,11 +1,13 @@
 """Real-dataset loaders, on tiny files written in each dataset's own on-disk format (nothing downloaded)."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
+import torchvision
 from PIL import Image
 
 import ssl_core.data.real  # noqa: F401  (registers the real datasets)
@@ -37,17 +39,24 @@ def assert_colours(data, expected_labels):
         assert (image.float().mean((1, 2)) - torch.tensor(COLOURS[label], dtype=torch.float)).abs().max() < 6
 
 
-def test_cifar10(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
+def write_cifar10(folder, seed=0, names=None):
+    """CIFAR-10 pickles of two images each (all six batches unless `names`); returns {name: (rows, labels)}."""
+    folder.mkdir(exist_ok=True)
     written = {}
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        x = rng_images(2, 32, i).reshape(2, -1)
-        written[name] = (x, [i % 10, (i + 3) % 10])
+        if names and name not in names:
+            continue
+        x = rng_images(2, 32, i + seed).reshape(2, -1)
+        written[name] = (x, [(i + seed) % 10, (i + seed + 3) % 10])
         with open(folder / name, "wb") as f:
             pickle.dump({"data": x, "labels": written[name][1], "batch_label": name}, f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"class{k}" for k in range(10)]}, f, protocol=2)
+    return written
+
+
+def test_cifar10(tmp_path):
+    written = write_cifar10(tmp_path / "cifar-10-batches-py")
     train = load_dataset("cifar10", "train", root=tmp_path)
     test = load_dataset("cifar10", "test", root=tmp_path)
     assert train.images.shape == (10, 3, 32, 32) and len(test) == 2 and train.class_names[3] == "class3"
@@ -196,7 +205,8 @@ def test_image_folder_and_imagenet100(tmp_path):
     folder = load_dataset("imagefolder", "train", path=tmp_path / "crawl")
     assert_colours(folder, [0, 1, 1])
     assert folder.class_names == ["cat", "dog"]
-    assert_colours(load_dataset("imagenet100", "test", root=tmp_path), [0])
+    with pytest.warns(UserWarning, match="dog"):                      # val/ has no dog: labels still index train's
+        assert_colours(load_dataset("imagenet100", "test", root=tmp_path), [0])
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "stl10", "svhn", "dtd", "flowers102", "oxford_pets",
@@ -211,3 +221,105 @@ def test_data_root_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CORE_DATA", str(tmp_path / "elsewhere"))
     with pytest.raises(FileNotFoundError, match="elsewhere"):
         load_dataset("cifar10", "train")
+
+
+# --- trust: one class list, caches that follow the files, errors that name the file -----------------
+def write_tree(root, splits):
+    """root/<split>/<class>/<k>.png, solid COLOURS[class index in `classes`]; splits: {split: {class: n}}."""
+    classes = sorted({c for counts in splits.values() for c in counts})
+    for split, counts in splits.items():
+        for name, n in counts.items():
+            for k in range(n):
+                path = root / split / name / f"{k}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (40, 40), COLOURS[classes.index(name)]).save(path)
+
+
+def test_image_folder_split_missing_a_class_keeps_train_labels(tmp_path):
+    root = tmp_path / "farm"
+    write_tree(root, {"train": {"ant": 1, "bee": 1, "cow": 2}, "val": {"ant": 1, "cow": 2}})
+    train_ref = torchvision.datasets.ImageFolder(root / "train")
+    val_ref = torchvision.datasets.ImageFolder(root / "val")      # alone, it calls cow class 1 (bee's label)
+    expected = [train_ref.class_to_idx[val_ref.classes[k]] for k in val_ref.targets]
+    assert expected == [0, 2, 2] and val_ref.targets == [0, 1, 1]
+    with pytest.warns(UserWarning, match=re.escape(f"{root / 'val'} has no images of the training classes ['bee']")):
+        val = load_dataset("imagefolder", "test", path=root)
+    assert val.class_names == train_ref.classes and val.meta["missing_classes"] == ["bee"]
+    assert_colours(val, expected)
+    train = load_dataset("imagefolder", "train", path=root)
+    assert_colours(train, train_ref.targets)
+    assert train.meta["missing_classes"] == []
+
+
+def test_image_folder_split_with_an_extra_class_fails(tmp_path):
+    root = tmp_path / "farm"
+    write_tree(root, {"train": {"ant": 1, "bee": 1}, "val": {"ant": 1, "dog": 1}})
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'val'} has class folders ['dog'] that the training "
+                                                   f"split {root / 'train'} lacks")):
+        load_dataset("imagefolder", "test", path=root)
+
+
+def test_image_folder_cache_follows_added_edited_and_removed_files(tmp_path):
+    root = tmp_path / "farm"
+    write_tree(root, {"train": {"ant": 3, "bee": 3}})
+    assert len(load_dataset("imagefolder", "train", path=root)) == 6
+    Image.new("RGB", (40, 40), COLOURS[1]).save(root / "train" / "bee" / "3.png")          # added
+    reference = torchvision.datasets.ImageFolder(root / "train")
+    data = load_dataset("imagefolder", "train", path=root)
+    assert len(data) == len(reference) == 7
+    assert_colours(data, reference.targets)
+    Image.new("RGB", (40, 40), COLOURS[3]).save(root / "train" / "ant" / "0.png")          # edited
+    first = load_dataset("imagefolder", "train", path=root).images[0].float().mean((1, 2))
+    assert (first - torch.tensor(COLOURS[3], dtype=torch.float)).abs().max() < 6
+    (root / "train" / "bee" / "0.png").unlink()                                            # removed
+    reference = torchvision.datasets.ImageFolder(root / "train")
+    assert len(load_dataset("imagefolder", "train", path=root)) == len(reference) == 6
+
+
+def test_image_folder_corrupted_file_names_it(tmp_path):
+    root = tmp_path / "farm"
+    write_tree(root, {"train": {"ant": 2, "bee": 1}})
+    path = root / "train" / "ant" / "1.png"
+    path.write_bytes(path.read_bytes()[:60])                                               # truncated PNG
+    with pytest.raises(OSError):                                                          # torchvision cannot read it
+        torchvision.datasets.ImageFolder(root / "train")[1]
+    with pytest.raises(ValueError, match=re.escape(f"cannot decode {path} as an image: ")):
+        load_dataset("imagefolder", "train", path=root)
+
+
+def test_cifar10_matches_torchvision_and_follows_changed_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)   # accept small files
+    folder = tmp_path / "cifar-10-batches-py"
+
+    def same_as_torchvision(split):
+        ours = load_dataset("cifar10", split, root=tmp_path)
+        ref = torchvision.datasets.CIFAR10(tmp_path, train=split == "train")
+        assert torch.equal(ours.images, torch.from_numpy(ref.data).permute(0, 3, 1, 2))
+        assert ours.labels.tolist() == ref.targets and ours.class_names == ref.classes
+
+    write_cifar10(folder)
+    same_as_torchvision("train")
+    write_cifar10(folder, seed=7, names=["data_batch_2"])                                 # changed after a load
+    same_as_torchvision("train")
+    same_as_torchvision("test")
+    path = folder / "data_batch_1"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=re.escape(f"truncated or corrupt CIFAR file {path}: expected a pickled")):
+        load_dataset("cifar10", "train", root=tmp_path)
+
+
+def test_stl10_unlabeled_cache_follows_changed_binaries(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    rng_images(2, 96, 0).tofile(folder / "train_X.bin")
+    np.array([1, 2], dtype=np.uint8).tofile(folder / "train_y.bin")
+    rng_images(3, 96, 1).tofile(folder / "unlabeled_X.bin")
+    assert len(load_dataset("stl10_unlabeled", "train", root=tmp_path)) == 5
+    x = rng_images(4, 96, 2)
+    x.tofile(folder / "unlabeled_X.bin")
+    data = load_dataset("stl10_unlabeled", "train", root=tmp_path, image_size=96)
+    assert len(data) == 6 and torch.equal(data.images[2:], torch.from_numpy(x).transpose(2, 3))
+    path = folder / "unlabeled_X.bin"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=re.escape(f"truncated STL-10 file {path}: 1000 bytes")):
+        load_dataset("stl10_unlabeled", "train", root=tmp_path)

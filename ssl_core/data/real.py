@@ -8,13 +8,15 @@ Array formats (CIFAR-10/100 pickles, STL-10 binaries, SVHN .mat, CIFAR-10-C .npy
 .mat labels are read here directly: torchvision's classes refuse any file whose md5 differs from the
 official release, which would forbid testing on small files in the same format, and reading the
 arrays at once is faster than one PIL image at a time. Folder-of-JPEG sets go through torchvision's
-classes (resized so the short side is `image_size`, then centre-cropped) and are cached as uint8.
+classes (resized so the short side is `image_size`, then centre-cropped) and are cached as uint8,
+keyed on their files' paths, sizes and modification times so that any change to the files is picked up.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,20 @@ def missing(name: str, where: Path, layout: str,
                              f"point root= or $SSL_CORE_DATA at its parent folder, or {fetch}.")
 
 
+def fingerprint(*paths: Path, extra: str = "") -> str:
+    """A short hash of `extra` and of every file at `paths` (folders walked, links followed): path, size, mtime."""
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        path = Path(path).resolve()
+        walk = os.walk(path, followlinks=True) if path.is_dir() else [(str(path.parent), [], [path.name])]
+        for folder, dirs, files in walk:
+            dirs.sort()                                                # walk in a fixed order
+            for name in sorted(files):
+                stat = os.stat(os.path.join(folder, name))
+                digest.update(f"{folder}/{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Square uint8 images resized (anti-aliased) to `image_size`, in chunks to bound memory.
 
@@ -66,8 +82,21 @@ def subsample(data: ImageSet, size: int, seed: int, name: str) -> ImageSet:
 
 # --- array formats ---------------------------------------------------------------------------------
 def _unpickle(path: Path) -> dict:
+    """A pickled CIFAR file; a truncated or foreign one raises ValueError naming it."""
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+        try:
+            return pickle.load(f, encoding="latin1")
+        except Exception as error:
+            raise ValueError(f"truncated or corrupt CIFAR file {path}: expected a pickled dict ({error!r})") from error
+
+
+def _cifar_images(path: Path, batch: dict, labels: str) -> np.ndarray:
+    """The images of CIFAR batch `batch` read from `path`, 3,072 bytes per label. Shape: (N, 3, 32, 32) uint8."""
+    x = np.asarray(batch["data"], dtype=np.uint8)
+    if x.size != 3072 * len(batch[labels]):
+        raise ValueError(f"truncated CIFAR batch {path}: {x.size} image bytes for {len(batch[labels])} labels, "
+                         f"expected 3072 (3x32x32) per label")
+    return x.reshape(-1, 3, 32, 32)
 
 
 def cifar(root, split: str, hundred: bool = False, download: bool = False) -> ImageSet:
@@ -82,18 +111,16 @@ def cifar(root, split: str, hundred: bool = False, download: bool = False) -> Im
         fetch = torchvision.datasets.CIFAR100 if hundred else torchvision.datasets.CIFAR10
         fetch(str(data_root(root)), download=True)
     if hundred:
-        batch = _unpickle(folder / split)
+        files, key = [split], "fine_labels"
         meta = _unpickle(folder / "meta")
-        labels, names = batch["fine_labels"], meta["fine_label_names"]
-        coarse = torch.tensor(batch["coarse_labels"])
-        extra = dict(superclass_names=meta["coarse_label_names"])
-        batches = [batch]
+        names, extra = meta["fine_label_names"], dict(superclass_names=meta["coarse_label_names"])
     else:
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-        batches = [_unpickle(folder / f) for f in files]
-        labels = [y for b in batches for y in b["labels"]]
-        names, coarse, extra = _unpickle(folder / "batches.meta")["label_names"], None, {}
-    x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        key, names, extra = "labels", _unpickle(folder / "batches.meta")["label_names"], {}
+    batches = {f: _unpickle(folder / f) for f in files}             # read on every call: nothing to go stale
+    x = np.concatenate([_cifar_images(folder / f, b, key) for f, b in batches.items()])
+    labels = [y for b in batches.values() for y in b[key]]
+    coarse = torch.tensor(batches[split]["coarse_labels"]) if hundred else None
     return ImageSet(torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64), list(names),
                     superclass=coarse, meta=dict(source=str(folder), **extra))
 
@@ -102,8 +129,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
 
-def stl10(root, split: str, download: bool = False) -> ImageSet:
-    """STL-10 binaries (stl10_binary/): train 5,000, test 8,000, unlabeled 100,000 (label -1), 96x96."""
+def _stl10_folder(root, download: bool) -> Path:
+    """stl10_binary/ under the data root, fetched through torchvision if asked."""
     import torchvision
 
     folder = data_root(root) / "stl10_binary"
@@ -111,12 +138,24 @@ def stl10(root, split: str, download: bool = False) -> ImageSet:
         if not download:
             raise missing("stl10", folder, "train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin")
         torchvision.datasets.STL10(str(data_root(root)), split="test", download=True)
-    # column-major 96x96 planes, as in the original MATLAB export
-    x = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    return folder
+
+
+def stl10(root, split: str, download: bool = False) -> ImageSet:
+    """STL-10 binaries (stl10_binary/): train 5,000, test 8,000, unlabeled 100,000 (label -1), 96x96."""
+    folder = _stl10_folder(root, download)
+    path = folder / f"{split}_X.bin"
+    x = np.fromfile(path, dtype=np.uint8)
+    if x.size % (3 * 96 * 96):
+        raise ValueError(f"truncated STL-10 file {path}: {x.size} bytes, expected a multiple of 27648 (3x96x96)")
+    x = x.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)   # column-major planes, as in the original MATLAB export
     if split == "unlabeled":
         y = torch.full((len(x),), -1, dtype=torch.int64)
     else:
         y = torch.from_numpy(np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1)
+        if len(y) != len(x):
+            raise ValueError(f"STL-10 file {folder / f'{split}_y.bin'} holds {len(y)} labels for the {len(x)} "
+                             f"images of {path}: expected one byte per image")
     names = folder / "class_names.txt"
     classes = names.read_text().split() if names.exists() else list(STL10_CLASSES)
     return ImageSet(torch.from_numpy(np.ascontiguousarray(x)), y, classes, meta=dict(source=str(folder)))
@@ -183,8 +222,20 @@ def _tv(cls_name: str, **fixed):
     return lambda root, split, download: cls(str(root), split=split, download=download, **fixed)
 
 
+def decode(path) -> "PIL.Image.Image":
+    """The image at `path` as RGB; a file PIL cannot decode raises ValueError naming it."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        try:
+            with Image.open(f) as image:
+                return image.convert("RGB")
+        except Exception as error:                                     # PIL raises OSError, SyntaxError, ...
+            raise ValueError(f"cannot decode {path} as an image: {error}") from error
+
+
 class Files(torch.utils.data.Dataset):
-    """(path, label) pairs read as (PIL image, label), for formats no torchvision class can read here."""
+    """(path, label) pairs read as (PIL image, label), where no torchvision class reads the layout as needed."""
 
     def __init__(self, items: list[tuple[Path, int]], classes: list[str]):
         self.items, self.classes = items, classes
@@ -193,11 +244,8 @@ class Files(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path, label = self.items[i]
-        with Image.open(path) as image:
-            return image.convert("RGB"), label
+        return decode(path), label
 
 
 def _flowers(root, split, download):
@@ -253,12 +301,14 @@ def folder_set(name: str, root, split: str, image_size: int, download: bool = Fa
     built once and cached as uint8; labels index one class list shared by every split."""
     folder, layout, splits, factory = FOLDER_SETS[name]
     base = data_root(root)
-    if not (base / folder).exists() and not download:
+    if download:                                                       # fetch before the files key the cache
+        for s in splits[split]:
+            factory(base, s, True)
+    if not (base / folder).exists():
         raise missing(name, base / folder, layout)
-    where = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:8]
 
     def build():
-        parts = [factory(base, s, download) for s in splits[split]]
+        parts = [factory(base, s, False) for s in splits[split]]
         # DTD names a split's classes from that split's own rows: take the list from its image folders
         classes = (sorted(p.name for p in (base / folder / "images").iterdir()) if name == "dtd"
                    else _class_names(factory(base, splits["train"][0], False)))
@@ -270,27 +320,42 @@ def folder_set(name: str, root, split: str, image_size: int, download: bool = Fa
             labels.append(torch.tensor([classes.index(names[k]) for k in y.tolist()], dtype=torch.int64))
         return ImageSet(torch.cat(images), torch.cat(labels), classes, meta=dict(source=str(base / folder)))
 
-    return cached(f"{name}-{'+'.join(splits[split])}-{where}-0-{image_size}", build)
+    return cached(f"{name}-{'+'.join(splits[split])}-{fingerprint(base / folder)}-0-{image_size}", build)
 
 
 def image_folder(path, split: str, image_size: int) -> ImageSet:
-    """Any image folder: <path>/<split>/<class>/<image> (ImageNet-100, an uncurated crawl in one class)."""
-    import torchvision
+    """Any image folder: <path>/<split>/<class>/<image> (ImageNet-100, an uncurated crawl in one class).
+
+    Every split is labelled by the class folders of train/ (as torchvision's ImageFolder labels train/);
+    a test split may lack some of them (a warning, and meta["missing_classes"]) but may not add any.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     path = Path(path).expanduser()
     folders = {"train": ("train",), "test": ("test", "val")}[split]
-    found = [path / f for f in folders if (path / f).exists()]
-    if not found:
-        raise missing("imagefolder", path / folders[0], "<class>/<image> files (torchvision ImageFolder)",
-                      "copy or link the images there (there is nothing to download)")
-    where = hashlib.sha256(str(found[0].resolve()).encode()).hexdigest()[:8]
+    folder = next((path / f for f in folders if (path / f).exists()), path / folders[0])
+    for where in (path / "train", folder):
+        if not where.exists():
+            raise missing("imagefolder", where, "<class>/<image> files (torchvision ImageFolder)",
+                          "copy or link the images there (there is nothing to download)")
+    classes, class_to_idx = find_classes(str(path / "train"))
+    unknown = sorted(set(find_classes(str(folder))[0]) - set(classes))
+    if unknown:
+        raise ValueError(f"{folder} has class folders {unknown} that the training split {path / 'train'} lacks: "
+                         f"every split is labelled by the training classes, so add them there or remove them here")
+    # a class folder missing here is skipped; an empty one fails only in train/, as in ImageFolder
+    items = make_dataset(str(folder), class_to_idx, IMG_EXTENSIONS, allow_empty=split != "train")
+    present = {k for _, k in items}
+    lacking = [c for k, c in enumerate(classes) if k not in present]
+    if lacking:
+        warnings.warn(f"{folder} has no images of the training classes {lacking}: its labels still index "
+                      f"the {len(classes)} training classes")
 
     def build():
-        dataset = torchvision.datasets.ImageFolder(str(found[0]))
-        images, labels = pil_images(dataset, image_size)
-        return ImageSet(images, labels, list(dataset.classes), meta=dict(source=str(found[0])))
+        images, labels = pil_images(Files(items, classes), image_size)
+        return ImageSet(images, labels, classes, meta=dict(source=str(folder), missing_classes=lacking))
 
-    return cached(f"imagefolder-{split}-{where}-0-{image_size}", build)
+    return cached(f"imagefolder-{split}-{fingerprint(folder, extra='/'.join(classes))}-0-{image_size}", build)
 
 
 # --- registration -----------------------------------------------------------------------------------
@@ -315,7 +380,7 @@ def _cifar10c(root, split, image_size, download, corruption="gaussian_noise", se
 def _stl10_unlabeled(root, split, image_size, download):
     if split == "test":
         return stl10(root, "test", download)
-    where = hashlib.sha256(str(data_root(root).resolve()).encode()).hexdigest()[:8]
+    where = fingerprint(_stl10_folder(root, download))
 
     def build():
         parts = [stl10(root, s, download) for s in ("train", "unlabeled")]
