@@ -21,7 +21,8 @@ def coupling_rows(model: nn.Module, images: torch.Tensor, batch_size: int, tempe
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     c = model.cfg
-    v1, v2 = views(images.to(device), g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
+    v1, v2 = views(images.to(device), g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter,
+                   hue=c.hue, gray_p=c.gray_p)
     project = lambda v: model.projector(model.encoder(to_channels_last(v)))
     z1, z2 = project(v1), project(v2)                                         # (N, P) each
     order = torch.Generator().manual_seed(seed)

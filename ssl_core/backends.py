@@ -1,7 +1,7 @@
 """Where the runs of a grid execute: BACKENDS maps a name to
 `backend(configs, evals, eval_dataset, eval_size, **options)` (the arguments of ssl_core.runs.run_or_load).
 
-    local     one run after another in this process
+    local     one run after another in this process, or several at once in worker processes (`parallel`)
     ray       one Ray task per run on a Ray cluster ($RAY_ADDRESS, else a local one started here)
     torchrun  one run after another, each trained data-parallel over this machine's GPUs
 
@@ -13,9 +13,11 @@ cached for all. `runs.run_grid` is the entry point; these are its engines.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import subprocess
 import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable
 
 import pandas as pd
@@ -23,32 +25,100 @@ import torch
 
 from ssl_core.config import RunConfig, at_least
 from ssl_core.data import cache_dir
-from ssl_core.io import read_json, write_json
+from ssl_core.io import write_json
 from ssl_core.progress import progress
-from ssl_core.runs import eval_path, read_record, run_dir, run_or_load
-from ssl_core.train import Diverged
+from ssl_core.runs import eval_id, finished, has_rows, run_dir, run_or_load
+from ssl_core.train import Diverged, resolve_device
 
 Outcome = pd.DataFrame | str
 DIVERGED = f"{Diverged.__module__}.{Diverged.__qualname__}: "   # how the traceback of a diverged run ends
 
 
 def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,
-              eval_size: int = 0) -> list[Outcome]:
-    """run_or_load of each config in turn, in this process."""
-    outcomes = []
-    for cfg in progress(configs, desc="runs"):
-        try:
-            outcomes.append(run_or_load(cfg, evals, eval_dataset, True, eval_size))
-        except Diverged as err:
-            outcomes.append(str(err))
+              eval_size: int = 0, parallel: int = 0) -> list[Outcome]:
+    """run_or_load of each config: one after another in this process (`parallel=1`), or `parallel` runs
+    at a time, each in its own worker process with its share of the CPU threads (0 = `auto_parallel`).
+
+    A run's result does not depend on its neighbours: each worker trains and evaluates one run at a
+    time with a fixed thread count, which the run's record keeps (`threads`); the same config trained
+    alone with that many threads gives the same bits. Runs already cached are read here.
+    """
+    at_least("parallel", parallel, 0)
+    outcomes: list[Outcome | None] = [None] * len(configs)
+    todo: dict[str, list[int]] = {}                      # run key -> indices of its configs: one job per run
+    for i, cfg in enumerate(configs):
+        if fully_cached(cfg, evals, eval_dataset, eval_size):
+            outcomes[i] = run_or_load(cfg, evals, eval_dataset, False, eval_size)
+        else:
+            todo.setdefault(cfg.key(), []).append(i)
+    workers, threads = auto_parallel([configs[i[0]] for i in todo.values()]) if parallel == 0 else (
+        parallel, max(1, torch.get_num_threads() // parallel))
+    if workers <= 1:
+        for indices in progress(list(todo.values()), desc=f"runs ({len(configs) - len(todo)} cached)"):
+            outcomes_of = _run_one(configs[indices[0]], evals, eval_dataset, eval_size, progress_bar=True)
+            for i in indices:
+                outcomes[i] = outcomes_of
+        return outcomes
+    context = multiprocessing.get_context("spawn")       # fork would copy this process's OpenMP threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool, \
+            progress(total=len(todo), desc=f"runs, {workers} at a time x {threads} thread(s) "
+                                           f"({len(configs) - len(todo)} cached)") as bar:
+        pending = {pool.submit(_run_one, configs[i[0]], evals, eval_dataset, eval_size): i for i in todo.values()}
+        running = {f: _label(configs[i[0]]) for f, i in pending.items()}
+        while pending:
+            bar.set_postfix_str(", ".join(list(running.values())[:workers]))
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()                  # any error other than divergence is raised here
+                for i in pending.pop(future):
+                    outcomes[i] = outcome
+                running.pop(future)
+                bar.update()
     return outcomes
+
+
+def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
+    """(runs at a time, threads per run) for the uncached runs `configs` on their device.
+
+    On a CPU, small encoders are bound by per-operation overhead and OpenMP's synchronisation, not by
+    arithmetic: one single-threaded run per core gets more done than all cores on one run
+    (bench/grid.py). Wide encoders (width > 16) keep all threads on one run. On a GPU several small
+    runs share the device; one at a time elsewhere.
+    """
+    if len(configs) < 2:
+        return 1, torch.get_num_threads()
+    device = resolve_device(configs[0].device)
+    if device.type == "cuda":
+        return min(len(configs), GPU_RUNS_PER_DEVICE), 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if device.type != "cpu" or cores < 2 or any(cfg.width > 16 or cfg.encoder.startswith("vit") for cfg in configs):
+        return 1, torch.get_num_threads()
+    return min(cores, len(configs)), 1
+
+
+GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU has been lent)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _label(cfg: RunConfig) -> str:
+    return f"{cfg.method} b{cfg.batch_size} e{cfg.epochs:g} s{cfg.seed}"
+
+
+def _run_one(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None, eval_size: int,
+             progress_bar: bool = False) -> Outcome:
+    try:
+        return run_or_load(cfg, evals, eval_dataset, progress_bar, eval_size)
+    except Diverged as err:
+        return str(err)
 
 
 def fully_cached(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0) -> bool:
     """Whether run_or_load(cfg, evals, eval_dataset, eval_size=eval_size) would only read the cache."""
     eval_dataset = eval_dataset or cfg.dataset
-    return read_record(cfg) is not None and all(
-        read_json(eval_path(cfg, name, eval_dataset, eval_size)) is not None for name in evals)
+    return finished(cfg) is not None and all(has_rows(cfg, eval_id(name, eval_dataset, eval_size)) for name in evals)
 
 
 def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0,
@@ -115,7 +185,7 @@ def run_torchrun(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset:
     at_least("nproc_per_node", n, 1)
     outcomes = []
     for cfg in progress(configs, desc=f"runs (torchrun x{n})"):
-        if read_record(cfg) is None:
+        if finished(cfg) is None:
             path = run_dir(cfg) / "config.json"
             write_json(dataclasses.asdict(cfg), path)
             proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",

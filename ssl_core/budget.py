@@ -20,9 +20,8 @@ from ssl_core.config import RunConfig, at_least, positive
 from ssl_core.data import load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.flops import footprint, training_step_flops
-from ssl_core.io import read_json, write_json
 from ssl_core.methods import METHODS
-from ssl_core.runs import eval_path, load_encoder, pretrain
+from ssl_core.runs import cached_rows, eval_id, finished, load_encoder
 from ssl_core.stats import Effect, blocked_anova, effect, paired_effect
 from ssl_core.train import resolve_device, steps_per_epoch
 
@@ -107,15 +106,15 @@ def probe_rows(cfg: RunConfig, name: str, dataset: str, train_size: int, test_si
     """
     at_least("train_size", train_size, 2)
     at_least("test_size", test_size, 1)
-    record = pretrain(cfg)
-    path = eval_path(cfg, name, f"{dataset}-{train_size}-{test_size}")
-    rows = read_json(path)
-    if rows is None:
+
+    def compute() -> list[dict]:
         train = load_dataset(dataset, "train", image_size=cfg.image_size, size=train_size)
         test = load_dataset(dataset, "test", image_size=cfg.image_size)
         test = test.subset(torch.arange(min(test_size, len(test))))
-        rows = EVALS[name](load_encoder(cfg), train, test, resolve_device(cfg.device), cache={})
-        write_json(rows, path)
+        return EVALS[name](load_encoder(cfg), train, test, resolve_device(cfg.device), cache={})
+
+    rows = cached_rows(cfg, eval_id(name, f"{dataset}-{train_size}-{test_size}"), compute)
+    record = finished(cfg)
     run = dict(method=cfg.method, dataset=cfg.dataset, seed=cfg.seed, epochs=cfg.epochs, steps=record["steps"],
                train_seconds=record["train_seconds"], key=cfg.key(), eval_dataset=dataset)
     return [dict(row, **run) for row in rows]

@@ -1,9 +1,11 @@
 """RunConfig: everything that defines one pretraining run, in one flat, frozen, typed dataclass.
 
 A config is validated before any compute (`validate()`), and its `key()` is a stable content
-hash used by the run cache. Fields that only say *where* a run executes (`device`) are left out
-of the key: the result of a run is a property of the recipe, and its provenance records where
-it was computed.
+hash used by the run cache and the committed results store. Fields that only say *where* or *how*
+a run executes (`device`, `compile`) are left out of the key: the result of a run is a property of
+the recipe, and its provenance records where it was computed. Fields at their default value are
+left out too, so adding a field (with a default that reproduces the old behaviour) keeps every
+existing key; for the same reason a field's default is never changed (tests/test_config.py pins them).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class RunConfig:
     proj_dim: int = 128               # projector output width
     crop_min_scale: float = 0.2       # random resized crop: smallest area fraction
     jitter: float = 0.4               # colour jitter strength (brightness, contrast, saturation)
+    gray_p: float = 0.2               # probability of turning a jittered view grey
     hue: float = 0.05                 # hue jitter (small: colour is part of the world's classes)
     ema_momentum: float = 0.99        # EMA target/teacher momentum at step 0, cosine to 1 at the end
                                       #   (moclr, byol, dino); papers 0.996 over ~100k+ steps, 0.99 for our hundreds
@@ -72,8 +75,9 @@ class RunConfig:
     sync_bn: bool = True              # under torchrun: BatchNorm over the global batch, as in one process (GPUs)
 
     def key(self) -> str:
-        """Stable 16-hex-digit hash of every field that changes the result (not where or how it is compiled)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("device", "compile")}
+        """Stable 16-hex-digit hash of the fields that change the result and differ from their defaults."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in ("device", "compile") and getattr(self, f.name) != f.default}
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -117,6 +121,8 @@ class RunConfig:
             at_least(name, getattr(self, name), 1)
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"crop_min_scale={self.crop_min_scale!r} is not allowed: must be in (0, 1]")
+        if not 0 <= self.gray_p <= 1:
+            raise ValueError(f"gray_p={self.gray_p!r} is not allowed: must be in [0, 1]")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue={self.hue!r} is not allowed: must be in [0, 0.5]")
         at_least("jitter", self.jitter, 0)

@@ -27,8 +27,7 @@ from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from ssl_core.data.real import CIFAR10C
 from ssl_core.evaluate import EVALS, corruption_rows
-from ssl_core.io import read_json, write_json
-from ssl_core.runs import RUN_COLUMNS, eval_path, load_encoder
+from ssl_core.runs import RUN_COLUMNS, cached_rows, eval_id, load_encoder
 from ssl_core.stats import paired_effect
 from ssl_core.train import resolve_device
 
@@ -134,18 +133,15 @@ def corruption_eval(train: ImageSet, sets: dict) -> Callable[[nn.Module, torch.d
 def encoder_rows(configs: list[RunConfig], evaluate: Callable[[nn.Module, torch.device], list[dict]],
                  name: str, dataset: str, **spec) -> pd.DataFrame:
     """`evaluate(encoder, device) -> rows` for each run's pretrained encoder (trained now if not
-    cached), with the run's columns. Rows are cached beside the run (runs.eval_path) as evaluation
+    cached), with the run's columns. Rows are stored and cached (runs.cached_rows) as evaluation
     `name` on `dataset`, under a digest of `spec` (what else fixes the rows: corruptions, image counts).
     """
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
     frames = []
     for cfg in configs:
-        path = eval_path(cfg, f"{name}-{digest}", dataset)
-        rows = read_json(path)
-        if rows is None:
-            device = resolve_device(cfg.device)
-            rows = evaluate(load_encoder(cfg, device), device)
-            write_json(rows, path)
+        device = resolve_device(cfg.device)
+        rows = cached_rows(cfg, eval_id(f"{name}-{digest}", dataset),
+                           lambda cfg=cfg: evaluate(load_encoder(cfg, device), device))
         frames.append(pd.DataFrame(rows).assign(**{c: getattr(cfg, c) for c in RUN_COLUMNS},
                                                 eval_dataset=dataset, key=cfg.key()))
     return pd.concat(frames, ignore_index=True)

@@ -1,14 +1,18 @@
-"""run_or_load(cfg): a content-addressed cache of pretraining runs and their evaluations.
+"""run_or_load(cfg): pretraining runs and their evaluations, from the results store, the cache, or computed.
+
+A run is looked up first in the committed results store (ssl_core.store: records and rows, no weights),
+then in the content-addressed cache:
 
     <cache>/runs/<cfg.key()>/config.json        the full config, written before training
                              checkpoint.pt      the resumable training state (removed when done)
                              model.pt           the pretrained method's weights (encoder and heads)
                              run.json           provenance + training record, incl. model.pt's sha256
-                             evals/<eval>@<dataset>.json   tidy rows of one evaluation
+                             evals/<eval>@<dataset>.json   tidy rows of one evaluation, with the
+                                                digest of the weights they were computed from
 
 Every file is written atomically (temporary file + rename). An entry whose JSON does not parse,
-or whose model.pt does not match the recorded digest, is treated as missing and recomputed.
-A run that diverges raises `Diverged` and leaves no run.json behind.
+whose model.pt does not match the recorded digest, or whose rows came from other weights, is treated
+as missing and recomputed. A run that diverges raises `Diverged` and leaves no run.json behind.
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Callable
+
 import pandas as pd
 import torch
 from torch import nn
 
 import ssl_core
+from ssl_core import store
 from ssl_core.config import RunConfig, at_least, choose
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.evaluate import EVALS
@@ -40,11 +47,16 @@ def run_dir(cfg: RunConfig) -> Path:
     return cache_dir() / "runs" / cfg.key()
 
 
-def eval_path(cfg: RunConfig, name: str, eval_dataset: str, eval_size: int = 0) -> Path:
-    """Where the rows of evaluation `name` of run `cfg` on `eval_dataset` (train split of `eval_size`
-    images, 0 = its default) are cached."""
+def eval_id(name: str, eval_dataset: str, eval_size: int = 0) -> str:
+    """The name of the rows of evaluation `name` on `eval_dataset` (train split of `eval_size` images,
+    0 = its default), in the cache and the store."""
     size = f"-{eval_size}" if eval_size else ""
-    return run_dir(cfg) / "evals" / f"{name}@{eval_dataset.replace('/', '_')}{size}.json"
+    return f"{name}@{eval_dataset.replace('/', '_')}{size}"
+
+
+def eval_path(cfg: RunConfig, eval_name: str) -> Path:
+    """Where the rows `eval_name` (an `eval_id`) of run `cfg` are cached."""
+    return run_dir(cfg) / "evals" / f"{eval_name}.json"
 
 
 @lru_cache(maxsize=1)
@@ -80,11 +92,18 @@ def read_record(cfg: RunConfig) -> dict | None:
     return record
 
 
+def finished(cfg: RunConfig) -> dict | None:
+    """The record of run `cfg` if it is stored or cached (intact), else None."""
+    return store.stored_record(cfg) or read_record(cfg)
+
+
 def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
-    """Train `cfg` unless a finished, intact run is cached; return its run.json record."""
+    """Train `cfg` unless a finished, intact run is cached; return its run.json record (stored too,
+    when the store is writable)."""
     cfg.validate()
     record = read_record(cfg)
     if record is not None:
+        store.add(cfg, record)
         return record
     d = run_dir(cfg)
     write_json(dataclasses.asdict(cfg), d / "config.json")
@@ -97,11 +116,39 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
         "stages": getattr(result.model, "stages", None),   # DnC: epochs, steps, seconds of each stage
         "model_sha256": file_sha256(d / "model.pt"),
         "ssl_core_version": ssl_core.__version__, "source_digest": source_digest(),
-        "torch_version": torch.__version__, "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch_version": torch.__version__, "threads": torch.get_num_threads(), "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(record, d / "run.json")
     (d / "checkpoint.pt").unlink(missing_ok=True)
+    store.add(cfg, record)
     return record
+
+
+def has_rows(cfg: RunConfig, eval_name: str) -> bool:
+    """Whether the rows `eval_name` of run `cfg` are stored, or cached from its current weights."""
+    if store.stored_rows(cfg, eval_name) is not None:
+        return True
+    record, cached = read_record(cfg), read_json(eval_path(cfg, eval_name))
+    return record is not None and isinstance(cached, dict) and cached.get("model_sha256") == record["model_sha256"]
+
+
+def cached_rows(cfg: RunConfig, eval_name: str, compute: Callable[[], list[dict]]) -> list[dict]:
+    """The rows `eval_name` of run `cfg`: from the store, else from the cache (if computed from the weights
+    the run has now), else `compute()` (which may load the weights: the run is trained if need be), then
+    cached and, when the store is writable, stored."""
+    rows = store.stored_rows(cfg, eval_name)
+    if rows is not None:
+        return rows
+    record = pretrain(cfg, progress=False)
+    path = eval_path(cfg, eval_name)
+    cached = read_json(path)
+    if has_rows(cfg, eval_name):
+        rows = cached["rows"]
+    else:
+        rows = compute()
+        write_json({"model_sha256": record["model_sha256"], "rows": rows}, path)
+    store.add(cfg, record, eval_name, rows)
+    return rows
 
 
 def load_model(cfg: RunConfig, device: torch.device | None = None) -> nn.Module:
@@ -128,23 +175,24 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
     for name in evals:
         choose("evals", name, EVALS)
     eval_dataset = eval_dataset or cfg.dataset
-    record = pretrain(cfg, progress)
+    record = store.stored_record(cfg) if all(
+        store.stored_rows(cfg, eval_id(name, eval_dataset, eval_size)) is not None for name in evals) else None
+    record = record or pretrain(cfg, progress)
     device = resolve_device(cfg.device)
-    rows, encoder, sets, features = [], None, None, {}   # features shared by the evaluations
+    shared: dict = {}                                   # encoder, data and features shared by the evaluations
+
+    def compute(name: str) -> list[dict]:
+        if "encoder" not in shared:
+            shared["encoder"] = load_encoder(cfg, device)
+            shared["sets"] = [load_dataset(eval_dataset, split, image_size=cfg.image_size, size=eval_size)
+                              for split in ("train", "test")]
+        t0 = time.perf_counter()
+        rows = EVALS[name](shared["encoder"], *shared["sets"], device, cache=shared.setdefault("features", {}))
+        return [dict(row, eval_seconds=time.perf_counter() - t0) for row in rows]
+
+    rows = []
     for name in evals:
-        path = eval_path(cfg, name, eval_dataset, eval_size)
-        cached = read_json(path)
-        if cached is None:
-            if encoder is None:
-                encoder = load_encoder(cfg, device)
-                sets = [load_dataset(eval_dataset, split, image_size=cfg.image_size, size=eval_size)
-                        for split in ("train", "test")]
-            t0 = time.perf_counter()
-            cached = EVALS[name](encoder, *sets, device, cache=features)
-            for row in cached:
-                row["eval_seconds"] = time.perf_counter() - t0
-            write_json(cached, path)
-        rows += cached
+        rows += cached_rows(cfg, eval_id(name, eval_dataset, eval_size), lambda name=name: compute(name))
     df = pd.DataFrame(rows)
     for col in RUN_COLUMNS:
         df[col] = getattr(cfg, col)
@@ -217,7 +265,7 @@ def plan(configs: list[RunConfig]) -> pd.DataFrame:
             sizes[source] = len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size, size=cfg.dataset_size))
         n = sizes[source]
         steps = round(cfg.epochs * steps_per_epoch(cfg, n))
-        cached = read_record(cfg) is not None
+        cached = finished(cfg) is not None
         seconds = 0.0
         # DnC trains its base and experts with another method's step before its own (distillation)
         for part, epochs in stage_costs(cfg) if cfg.method == "dnc" else [(cfg, cfg.epochs)]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets a private run cache; generated data is shared per session."""
+"""Shared fixtures: every test gets a private run cache and results store; generated data is shared per session."""
 import pytest
 
 
@@ -14,4 +14,13 @@ def private_cache(tmp_path, monkeypatch, data_cache):
     root.mkdir()
     (root / "data").symlink_to(data_cache, target_is_directory=True)
     monkeypatch.setenv("SSL_CORE_CACHE", str(root))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_store(tmp_path, monkeypatch):
+    """$SSL_CORE_RESULTS points at a fresh folder: no test reads the committed results store."""
+    root = tmp_path / "results"
+    monkeypatch.setenv("SSL_CORE_RESULTS", str(root))
+    monkeypatch.delenv("SSL_CORE_STORE", raising=False)
     return root

@@ -79,7 +79,7 @@ def test_probe_rows_cache_a_subset_evaluation(private_cache):
     rows = probe_rows(cfg, "linear", "curated", 40, 10)
     assert len(rows) == 1 and rows[0]["metric"] == "linear_acc" and rows[0]["steps"] == 2
     assert rows[0]["value"] in [k / 10 for k in range(11)]               # accuracy over 10 test images
-    assert (eval_path(cfg, "linear", "curated-40-10")).exists()
+    assert (eval_path(cfg, "linear@curated-40-10")).exists()
     assert probe_rows(cfg, "linear", "curated", 40, 10) == rows          # read back, not recomputed
 
 

@@ -1,5 +1,7 @@
 """RunConfig and preset validation: bad values fail before any compute, naming the parameter."""
 import dataclasses
+import hashlib
+import json
 
 import pytest
 
@@ -19,6 +21,23 @@ def test_key_depends_on_recipe_not_on_device():
     assert cfg.replace(temperature=0.2).key() != cfg.key()
     assert cfg.replace(device="cpu").key() == cfg.key()
     assert cfg.replace(compile=True).key() == cfg.key()
+
+
+def test_adding_a_field_with_a_default_keeps_every_key():
+    """The results store is keyed by RunConfig.key(): a new knob must not orphan the stored runs."""
+    cfg = RunConfig(method="byol", epochs=32.0, seed=3, width=8)
+    grown = dataclasses.make_dataclass("Grown", [("new_knob", float, dataclasses.field(default=0.5))],
+                                       bases=(RunConfig,), frozen=True)
+    assert grown(method="byol", epochs=32.0, seed=3, width=8).key() == cfg.key()
+    assert grown(method="byol", epochs=32.0, seed=3, width=8, new_knob=0.7).key() != cfg.key()
+
+
+def test_defaults_are_pinned():
+    """Fields at their default are left out of the key, so changing a default would silently change what
+    every stored key means: add a field instead (or, deliberately, re-key the store and update this digest)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    digest = hashlib.sha256(json.dumps(defaults, sort_keys=True).encode()).hexdigest()[:16]
+    assert digest == "b52a88c42147de0b", "a RunConfig default changed: add a new field with the old behaviour instead"
 
 
 def test_config_is_frozen():

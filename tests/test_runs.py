@@ -156,7 +156,7 @@ def test_eval_size_caches_apart_and_is_checked(monkeypatch):
     monkeypatch.setattr(runs, "load_dataset", lambda *a, **k: sizes.append(len(d := real(*a, **k))) or d)
     run_or_load(cfg, ("knn",), "curated", progress=False, eval_size=300)
     assert sizes == [300, 2000]                               # train cut to eval_size, test whole
-    assert eval_path(cfg, "knn", "curated", 300).exists() and not eval_path(cfg, "knn", "curated").exists()
+    assert eval_path(cfg, "knn@curated-300").exists() and not eval_path(cfg, "knn@curated").exists()
     with pytest.raises(ValueError, match="eval_size"):
         run_grid([cfg], ("knn",), "curated", eval_size=-1)
 

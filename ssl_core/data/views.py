@@ -113,7 +113,8 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, strength: float, hue: floa
 
 
 def views(x: torch.Tensor, g: torch.Generator, n_views: int = 2, *, crop_min_scale: float = 0.2,
-          jitter: float = 0.4, hue: float = 0.05, out_size: int | None = None) -> list[torch.Tensor]:
+          jitter: float = 0.4, hue: float = 0.05, gray_p: float = 0.2, out_size: int | None = None
+          ) -> list[torch.Tensor]:
     """`n_views` independently augmented, normalised views of a uint8 batch.
 
     Shape: x (N, 3, H, W) uint8 on the training device; each view (N, 3, S, S) float.
@@ -123,7 +124,7 @@ def views(x: torch.Tensor, g: torch.Generator, n_views: int = 2, *, crop_min_sca
     for _ in range(n_views):
         v = resized_crop_flip(x01, g, crop_min_scale, out_size)
         if jitter > 0 or hue > 0:
-            v = color_jitter(v, g, jitter, hue)
+            v = color_jitter(v, g, jitter, hue, gray_p=gray_p)
         out.append(normalize_float(v))
     return out
 

@@ -27,7 +27,7 @@ class Contrastive(nn.Module):
     def two_views(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Two augmented views of the uint8 batch `x`, stacked as (2N, C, H, W) in channels_last."""
         c = self.cfg
-        v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
+        v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue, gray_p=c.gray_p)
         return to_channels_last(torch.cat([v1, v2]))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -55,7 +55,7 @@ class DINOHead(nn.Module):
 
 
 def local_views(x: torch.Tensor, g: torch.Generator, n_views: int, max_scale: float, out_size: int,
-                jitter: float, hue: float) -> list[torch.Tensor]:
+                jitter: float, hue: float, gray_p: float) -> list[torch.Tensor]:
     """`n_views` small crops (area in [LOCAL_MIN_SCALE, max_scale]) of a uint8 batch, jittered and normalised.
 
     Built from views.py's parts because `views` has no upper bound on the crop area.
@@ -63,7 +63,7 @@ def local_views(x: torch.Tensor, g: torch.Generator, n_views: int, max_scale: fl
     """
     x01 = x.float() / 255
     crops = (resized_crop_flip(x01, g, LOCAL_MIN_SCALE, out_size, max_scale) for _ in range(n_views))
-    return [normalize_float(color_jitter(crop, g, jitter, hue)) for crop in crops]
+    return [normalize_float(color_jitter(crop, g, jitter, hue, gray_p=gray_p)) for crop in crops]
 
 
 class DINO(MomentumTarget):
@@ -82,11 +82,11 @@ class DINO(MomentumTarget):
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c, n = self.cfg, len(x)
         global_ = to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=c.dino_crop_split, jitter=c.jitter,
-                                                   hue=c.hue)))                          # (2N, 3, H, W)
+                                                   hue=c.hue, gray_p=c.gray_p)))                          # (2N, 3, H, W)
         student = [self.head(self.encoder(global_))]                                     # (2N, K)
         if c.dino_local_crops:
             local = torch.cat(local_views(x, g, c.dino_local_crops, c.dino_crop_split, self.local_size,
-                                          c.jitter, c.hue))                              # (LN, 3, h, w)
+                                          c.jitter, c.hue, c.gray_p))                              # (LN, 3, h, w)
             student.append(self.head(self.encoder(to_channels_last(local))))             # (LN, K)
         student = torch.cat(student).unflatten(0, (-1, n))                               # (2 + L, N, K)
         with torch.no_grad():

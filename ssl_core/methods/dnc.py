@@ -168,7 +168,7 @@ class DivideAndContrast(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Shape: x (N, 3, H, W) uint8; y (N,) cluster ids from `prepare`."""
         c = self.cfg
-        (v,) = views(x, g, 1, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)
+        (v,) = views(x, g, 1, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue, gray_p=c.gray_p)
         v = to_channels_last(v)
         h = self.encoder(v)                                                              # (N, D)
         r_base = z_base = r_expert = z_expert = None

@@ -74,7 +74,8 @@ class Momentum(MomentumTarget):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c = self.cfg
-        v = to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue)))
+        v = to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue,
+                                              gray_p=c.gray_p)))
         p1, p2 = self.predictor(self.projector(self.encoder(v))).chunk(2)           # (N, P) each
         with torch.no_grad():
             z1, z2 = self.target["projector"](self.target["encoder"](v)).chunk(2)  # (N, P) each

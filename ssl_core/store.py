@@ -1,0 +1,85 @@
+"""The results store: one small JSON file per finished run, committed with the project.
+
+    results/<cfg.key()>.json   {"key", "config", "record": provenance and training record (run.json),
+                                "rows": {"<evaluation>@<dataset>": tidy rows}}
+
+The store is read before the cache: a stored run is never retrained and its stored rows are never
+recomputed, so `make figures` needs no weights. It holds no weights; a panel that needs a model
+stores the rows it computes from it. Files are independent: stores built in parts on several
+machines merge by copying the files together.
+
+$SSL_CORE_STORE says what a process does with it: "read" (the default), "write" (read, and add every
+run and row computed: `make evidence`), or "off" (neither: `make audit` recomputes from scratch).
+$SSL_CORE_RESULTS moves it (default: results/ in the project).
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from ssl_core.config import RunConfig, choose
+from ssl_core.io import read_json, write_json
+
+MODES = ("read", "write", "off")
+
+
+def mode() -> str:
+    value = os.environ.get("SSL_CORE_STORE", "read")
+    choose("SSL_CORE_STORE", value, MODES)
+    return value
+
+
+def store_dir() -> Path:
+    root = os.environ.get("SSL_CORE_RESULTS") or Path(__file__).resolve().parents[1] / "results"
+    return Path(root)
+
+
+def entry_path(key: str) -> Path:
+    return store_dir() / f"{key}.json"
+
+
+def entry(cfg: RunConfig) -> dict | None:
+    """The stored entry of run `cfg`, or None (or when the store is off)."""
+    if mode() == "off":
+        return None
+    return read_json(entry_path(cfg.key()))
+
+
+def stored_record(cfg: RunConfig) -> dict | None:
+    found = entry(cfg)
+    return None if found is None else found["record"]
+
+
+def stored_rows(cfg: RunConfig, eval_id: str) -> list[dict] | None:
+    found = entry(cfg)
+    return None if found is None else found["rows"].get(eval_id)
+
+
+@contextmanager
+def _locked(key: str):
+    """An exclusive lock on run `key`'s entry across processes (the lock file lives beside the entries)."""
+    path = store_dir() / ".locks" / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dict] | None = None) -> None:
+    """Add run `cfg` (its record) and, optionally, the rows of one evaluation, when the store is writable."""
+    if mode() != "write":
+        return
+    key = cfg.key()
+    with _locked(key):
+        found = read_json(entry_path(key)) or {"key": key, "config": dataclasses.asdict(cfg), "rows": {}}
+        found["record"] = {k: v for k, v in record.items() if k != "config"}
+        if eval_id is not None:
+            found["rows"][eval_id] = rows
+        found["rows"] = dict(sorted(found["rows"].items()))
+        write_json(found, entry_path(key))

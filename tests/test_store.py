@@ -1,0 +1,76 @@
+"""The results store and the parallel grid: stored runs are never retrained, rows follow their weights,
+and a run trained beside others gives the bits it gives alone."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from ssl_core import store
+from ssl_core.config import RunConfig
+from ssl_core.runs import eval_path, run_dir, run_grid, run_or_load
+
+TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet10", width=8,
+                 epochs=1.0, batch_size=64, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _private(private_cache):
+    return private_cache
+
+
+def values(df):
+    return dict(zip(df.metric, df.value))
+
+
+def test_a_stored_run_is_read_without_weights_or_training(monkeypatch, private_cache):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    first = run_or_load(TINY, ("knn", "linear"), progress=False)
+    entry = json.loads(store.entry_path(TINY.key()).read_text())
+    assert entry["key"] == TINY.key() and set(entry["rows"]) == {"knn@curated", "linear@curated"}
+    assert entry["record"]["threads"] == torch.get_num_threads() and "source_digest" in entry["record"]
+    shutil.rmtree(private_cache / "runs")                     # a fresh clone: the store, no cache
+    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    import ssl_core.runs as runs
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("a stored run was retrained"))
+    again = run_or_load(TINY, ("knn", "linear"), progress=False)
+    assert values(again) == values(first) and again.steps.tolist() == first.steps.tolist()
+    assert not (private_cache / "runs").exists()
+
+
+def test_store_off_and_read_never_write(monkeypatch):
+    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    run_or_load(TINY, ("knn",), progress=False)
+    assert not store.entry_path(TINY.key()).exists()
+    monkeypatch.setenv("SSL_CORE_STORE", "bogus")
+    with pytest.raises(ValueError, match="SSL_CORE_STORE='bogus' is not allowed"):
+        run_or_load(TINY, ("knn",), progress=False)
+
+
+def test_cached_rows_from_other_weights_are_recomputed():
+    first = values(run_or_load(TINY, ("knn",), progress=False))
+    path = eval_path(TINY, "knn@curated")
+    cached = json.loads(path.read_text())
+    cached["rows"][0]["value"] = 0.999
+    path.write_text(json.dumps(cached))
+    assert values(run_or_load(TINY, ("knn",), progress=False))["knn_acc"] == 0.999   # same weights: served
+    cached["model_sha256"] = "0" * 64                                                  # rows of other weights
+    path.write_text(json.dumps(cached))
+    assert values(run_or_load(TINY, ("knn",), progress=False)) == first
+
+
+def test_a_run_in_a_parallel_group_gives_the_bits_it_gives_alone(monkeypatch, private_cache):
+    grid = [TINY.replace(seed=s) for s in range(2)]
+    together = run_grid(grid, ("knn", "linear"), parallel=2)
+    assert sorted(json.loads((run_dir(c) / "run.json").read_text())["threads"] for c in grid) == [1, 1]
+    shutil.rmtree(private_cache / "runs")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = run_grid(grid, ("knn", "linear"), parallel=1)
+    finally:
+        torch.set_num_threads(threads)
+    key = ["key", "metric"]
+    assert together.sort_values(key).value.tolist() == alone.sort_values(key).value.tolist()
+    again = run_grid(grid, ("knn", "linear"), parallel=2)            # all cached: read here, no worker
+    assert again.sort_values(key).value.tolist() == together.sort_values(key).value.tolist()
