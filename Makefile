@@ -1,5 +1,6 @@
-# Two commands run everything: `make figures` (every notebook, default preset) and `make test`
-# (unit tests + every notebook under nbval with the smoke preset). Each target bootstraps .venv.
+# Two commands run everything: `make figures` (every notebook, default preset, read from the committed
+# results store) and `make test` (unit tests + every notebook under nbval with the smoke preset).
+# `make evidence` computes the store, `make audit` recomputes stored runs. Each target bootstraps .venv.
 SHELL := /bin/bash
 PY := .venv/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
@@ -8,7 +9,7 @@ export TQDM_DISABLE ?= 1
 export CODECARBON_LOG_LEVEL ?= error
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: figures test unit smoke lab bench clean
+.PHONY: figures evidence audit test unit smoke lab bench clean
 .DEFAULT_GOAL := test
 
 .venv/.installed: pyproject.toml constraints.txt
@@ -22,6 +23,23 @@ figures: .venv/.installed
 	for nb in $(NOTEBOOKS); do \
 	  .venv/bin/papermill --cwd notebooks "$$nb" "figures/executed/$$(basename $$nb)" || exit 1; \
 	done
+
+# The evidence behind the committed figures: every notebook's default preset, each finished run and row added
+# to results/ as it lands (resumable: what the store or the cache holds is not recomputed). PARTS picks
+# notebooks, so machines can share the work and merge results/ by copying files; DEVICE=cuda and
+# BACKEND=ray pass through; RESULTS=<folder> computes a store from nothing in another folder.
+PARTS ?= $(NOTEBOOKS)
+evidence: .venv/.installed
+	mkdir -p figures/executed
+	for nb in $(PARTS); do \
+	  SSL_CORE_STORE=write $(if $(RESULTS),SSL_CORE_RESULTS=$(abspath $(RESULTS))) .venv/bin/papermill --cwd notebooks \
+	    $(if $(DEVICE),-p device $(DEVICE)) $(if $(BACKEND),-p backend $(BACKEND)) "$$nb" "figures/executed/$$(basename $$nb)" || exit 1; \
+	done
+
+# Recompute N stored runs (chosen at random) from nothing and compare every stored metric.
+N ?= 1
+audit: .venv/.installed
+	$(PY) -m ssl_core.audit --runs $(N)
 
 test: unit smoke
 

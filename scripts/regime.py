@@ -26,6 +26,8 @@ VARIANTS = {   # name -> the fields it changes; "chosen" is the presets' recipe 
     "no_grey_jitter0.2_lr3e-3": dict(gray_p=0.0, jitter=0.2, lr=3e-3),
     "no_grey_jitter0.2_t0.2": dict(gray_p=0.0, jitter=0.2, temperature=0.2),
     "no_grey_jitter0.2_w16": dict(gray_p=0.0, jitter=0.2, width=16),
+    "no_grey_jitter0.2_w16_lr3e-3": dict(gray_p=0.0, jitter=0.2, width=16, lr=3e-3),
+    "no_grey_jitter0.2_w16_lr3e-3_b256": dict(gray_p=0.0, jitter=0.2, width=16, lr=3e-3, batch_size=256),
 }
 
 

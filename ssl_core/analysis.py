@@ -5,9 +5,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ssl_core.config import RunConfig
 from ssl_core.data.views import views
 from ssl_core.losses import coupling_multiplier
 from ssl_core.methods import to_channels_last
+from ssl_core.runs import cached_rows, eval_id, load_model
 
 
 @torch.no_grad()
@@ -29,3 +31,13 @@ def coupling_rows(model: nn.Module, images: torch.Tensor, batch_size: int, tempe
     q = [coupling_multiplier(z1[idx], z2[idx], temperature)
          for idx in (torch.randperm(len(images), generator=order)[:batch_size] for _ in range(n_batches))]
     return pd.DataFrame({"batch_size": batch_size, "q": torch.cat(q).cpu().numpy()})
+
+
+def stored_coupling_rows(cfg: RunConfig, images: torch.Tensor, dataset: str, batch_size: int,
+                         temperature: float) -> pd.DataFrame:
+    """`coupling_rows` of the pretrained run `cfg` on `images` (the first len(images) test images of
+    `dataset`), stored and cached with the run (runs.cached_rows): a stored run needs no weights."""
+    name = eval_id(f"coupling-b{batch_size}-t{temperature:g}", f"{dataset}-{len(images)}")
+    rows = cached_rows(cfg, name, lambda: coupling_rows(load_model(cfg), images, batch_size, temperature)
+                       .to_dict("records"))
+    return pd.DataFrame(rows)

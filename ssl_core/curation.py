@@ -8,19 +8,27 @@ all images (SimCLR, MoCLR) or each from one cluster (a DnC expert):
 - `negative_relevance`: per anchor, the share of its B - 1 negatives of its own superclass and
   of its own class (the latter are false negatives);
 - `negative_similarities`: cosine similarities between an anchor's projection and its negatives'
-  (from one fixed model, so only the batching differs).
+  (from one fixed model, so only the batching differs); `similarity_histogram` stores them as a
+  histogram with the run, and `dnc_clusters` stores a DnC run's cluster of each image, so the panel
+  needs no weights once the run is in the results store.
 """
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.config import at_least
+from ssl_core.config import RunConfig, at_least
 from ssl_core.data.views import normalize
 from ssl_core.evaluate import inference_batch
 from ssl_core.methods import to_channels_last
+from ssl_core.runs import cached_rows, eval_id, load_model, run_dir
+
+HISTOGRAM_BINS = np.linspace(-1, 1, 81)   # cosine similarity, 0.025 wide
 
 
 def draw_batches(n: int, batch_size: int, n_batches: int, seed: int = 0,
@@ -81,3 +89,25 @@ def negative_similarities(project: nn.Module, images: torch.Tensor, batches: lis
         keep = ~torch.eye(len(batch), dtype=torch.bool)
         values.append(sim[keep].view(len(batch), -1)[:, :per_anchor].flatten())
     return pd.DataFrame({"similarity": torch.cat(values).numpy()})
+
+
+def dnc_clusters(cfg: RunConfig) -> torch.Tensor:
+    """The cluster DnC run `cfg` gave each image of its pretraining set, stored with the run. Shape: (N,)."""
+    rows = cached_rows(cfg, eval_id("clusters", cfg.dataset), lambda: [{"cluster": torch.load(
+        run_dir(cfg) / "clusters.pt", weights_only=True)["cluster"].tolist()}])
+    return torch.tensor(rows[0]["cluster"])
+
+
+def similarity_histogram(cfg: RunConfig, images: torch.Tensor, batches: list[torch.Tensor], name: str) -> pd.DataFrame:
+    """`negative_similarities` of DnC run `cfg`'s base model over `batches` of `images`, as a histogram over
+    HISTOGRAM_BINS (rows: low, high, count) and its exact mean (in every row's `mean`), stored with the run
+    under `name` and a digest of the batches."""
+    digest = hashlib.sha256(torch.cat(batches).numpy().tobytes()).hexdigest()[:8]
+
+    def compute() -> list[dict]:
+        values = negative_similarities(load_model(cfg).base, images, batches).similarity.to_numpy()
+        counts, _ = np.histogram(values, HISTOGRAM_BINS)
+        return [{"low": float(lo), "high": float(hi), "count": int(c), "mean": float(values.mean())}
+                for lo, hi, c in zip(HISTOGRAM_BINS[:-1], HISTOGRAM_BINS[1:], counts)]
+
+    return pd.DataFrame(cached_rows(cfg, eval_id(f"negatives-{name}-{digest}", cfg.dataset), compute))

@@ -10,6 +10,9 @@ that the paper's prediction is positive (`oriented_effects`).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pandas as pd
 from torch import nn
 
@@ -17,7 +20,7 @@ from ssl_core.config import RunConfig, choose
 from ssl_core.data import ImageSet
 from ssl_core.evaluate import (EVALS, feature_distribution_distance, feature_redundancy, features_for,
                                intra_class_variation)
-from ssl_core.runs import RUN_COLUMNS, load_model
+from ssl_core.runs import RUN_COLUMNS, cached_rows, eval_id, load_model
 from ssl_core.stats import Effect, effect
 
 VIEWS = ("backbone", "projector")
@@ -69,16 +72,25 @@ def mechanism_frame(configs: list[RunConfig], pretrain: ImageSet, eval_sets: dic
     same features on it (ssl_core.evaluate's "linear" evaluation, metric "linear_acc").
 
     Tidy rows: metric, value, eval_dataset, view and the run's config columns (RUN_COLUMNS); no
-    rows for no configs.
+    rows for no configs. Rows are stored and cached per run (runs.cached_rows) under a name that carries
+    the view and the sets' names and sizes.
     """
     choose("view", view, VIEWS)
-    frames = []
-    for cfg in configs:
+    sets = {"pretrain": len(pretrain), **{name: len(data) for name, data in eval_sets.items()},
+            **({"probe": [probe[0], len(probe[1]), len(probe[2])]} if probe is not None else {})}
+    digest = hashlib.sha256(json.dumps(sets, sort_keys=True).encode()).hexdigest()[:8]
+
+    def compute(cfg: RunConfig) -> list[dict]:
         features = feature_map(load_model(cfg, device), view)
         rows = mechanism_rows(features, pretrain, eval_sets, device)
         if probe is not None:
             name, train, test = probe
             rows += [dict(row, eval_dataset=name) for row in EVALS["linear"](features, train, test, device)]
+        return rows
+
+    frames = []
+    for cfg in configs:
+        rows = cached_rows(cfg, eval_id(f"mechanisms-{view}-{digest}", cfg.dataset), lambda cfg=cfg: compute(cfg))
         frame = pd.DataFrame(rows)
         frame["view"] = view
         for column in RUN_COLUMNS:

@@ -70,6 +70,17 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -116,7 +127,7 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
         "stages": getattr(result.model, "stages", None),   # DnC: epochs, steps, seconds of each stage
         "model_sha256": file_sha256(d / "model.pt"),
         "ssl_core_version": ssl_core.__version__, "source_digest": source_digest(),
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(), "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch_version": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(), "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(record, d / "run.json")
     (d / "checkpoint.pt").unlink(missing_ok=True)
@@ -202,19 +213,27 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
 
 
 def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"),
-             eval_dataset: str | None = None, backend: str = "local", eval_size: int = 0, **options) -> pd.DataFrame:
-    """run_or_load (see there for `eval_dataset` and `eval_size`) over a grid on `backend`: "local" (this process), "ray" (a Ray cluster) or
-    "torchrun" (each run data-parallel over this machine's GPUs); `options` go to the backend (see
-    ssl_core.backends). Every config is validated before any compute. A run that fails is reported
-    and the others still finish; the failures are listed in the result's `attrs["failures"]` as
+             eval_dataset: str | None = None, backend: str = "local", eval_size: int = 0, parallel: int = 0,
+             **options) -> pd.DataFrame:
+    """run_or_load (see there for `eval_dataset` and `eval_size`) over a grid on `backend`: "local" (this
+    machine: `parallel` runs at a time in worker processes, 0 = automatic, 1 = one after another in this
+    process), "ray" (a Ray cluster) or "torchrun" (each run data-parallel over this machine's GPUs); `options`
+    go to the backend (see ssl_core.backends). Every config is validated before any compute. A run that fails
+    is reported and the others still finish; the failures are listed in the result's `attrs["failures"]` as
     (config, error) pairs."""
     from ssl_core.backends import BACKENDS   # (backends builds on this module)
     choose("backend", backend, BACKENDS)
     for name in evals:
         choose("evals", name, EVALS)
     at_least("eval_size", eval_size, 0)
+    at_least("parallel", parallel, 0)
+    if backend != "local" and parallel > 1:
+        raise ValueError(f"parallel={parallel} is not allowed with backend={backend!r}: it schedules its own runs "
+                         f"(use 0)")
     for cfg in configs:
         cfg.validate()
+    if backend == "local":
+        options["parallel"] = parallel
     outcomes = BACKENDS[backend](configs, evals, eval_dataset, eval_size, **options)
     failures = [(cfg, out) for cfg, out in zip(configs, outcomes) if isinstance(out, str)]
     for _, err in failures:

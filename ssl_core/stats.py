@@ -5,12 +5,13 @@ interval. A claim that predicts a positive effect is
     "reproduced"      when the whole interval is above 0,
     "not reproduced"  when the whole interval is at or below 0 (the effect is absent or reversed),
     "inconclusive"    otherwise (the interval straddles 0, or there are fewer than 2 seeds).
+A notebook's verdict is "unconverged" instead when a method it compares is still learning at the budget
+where the verdict is taken (ssl_core.regime).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ from ssl_core.io import write_json
 from ssl_core.plots import figures_dir
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+UNCONVERGED = "unconverged"
+DECIDING_PRESETS = ("default", "paper")   # the others (smoke, quick) check the plumbing or give a first look
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,25 @@ def combine(*verdicts: str) -> str:
     return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else INCONCLUSIVE
 
 
-def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], preset: str = "default") -> Path:
-    """Write the computed verdict and its effects beside the figures (the README's claim table is
-    checked against these files by the tests)."""
-    path = figures_dir(preset) / f"{notebook}_verdict.json"
-    write_json({"notebook": notebook, "preset": preset, "verdict": claim_verdict,
-                "effects": {k: dataclasses.asdict(e) for k, e in effects.items()}}, path)
-    return path
+def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], preset: str = "default",
+                 regime: list[dict] | None = None) -> str:
+    """Write the verdict and its effects beside the figures (the README's claim table is checked against
+    these files by the tests) and return the verdict written: `claim_verdict`, or UNCONVERGED when a row of
+    `regime` (ssl_core.regime.regime_rows) is still climbing. Under a preset that cannot decide a claim
+    (not in DECIDING_PRESETS) the file and the printed line carry that caveat."""
+    from ssl_core.regime import PLATEAU_GAIN, climbing, regime_line
+    regime = regime or []
+    still = climbing(regime)
+    final = UNCONVERGED if still else claim_verdict
+    record = {"notebook": notebook, "preset": preset, "verdict": final,
+              "effects": {k: dataclasses.asdict(e) for k, e in effects.items()}, "regime": regime}
+    if still:
+        record["unconverged"] = (f"still learning at the verdict's budget (more than {PLATEAU_GAIN:g} points over the "
+                                 f"last doubling): " + "; ".join(regime_line(r) for r in still)
+                                 + f"; the effects would give '{claim_verdict}'")
+    if preset not in DECIDING_PRESETS:
+        record["caveat"] = f"preset {preset!r} checks the code paths or gives a first look; it decides nothing"
+    write_json(record, figures_dir(preset) / f"{notebook}_verdict.json")
+    print(f"verdict: {final}" + (f" ({record['unconverged']})" if still else "")
+          + (f" [{record['caveat']}]" if "caveat" in record else ""))
+    return final

@@ -1,0 +1,109 @@
+"""make audit: recompute stored runs from nothing and compare them with the store.
+
+    python -m ssl_core.audit --runs 3        # three stored runs, chosen at random
+    python -m ssl_core.audit --cheapest      # the stored run that trains fastest (CI)
+
+Each chosen run is retrained in a fresh cache with the store off, with the thread count its record names,
+and every stored row that names an evaluation of ssl_core.evaluate on a dataset is recomputed. On the CPU
+model that produced the store the weights (their sha256), the losses and every recomputed metric must be
+identical. On another machine kind bits may differ (other kernels, bf16 where the other had fp32): metrics
+must then lie within TOLERANCE points. Rows derived by panels (corruptions, mechanisms) follow from the
+weights: identical weights make them identical, and the audit says how many it did not recompute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ssl_core import store
+from ssl_core.config import RunConfig
+from ssl_core.data import DATASETS, cache_dir
+from ssl_core.evaluate import EVALS
+from ssl_core.runs import cpu_model, pretrain, run_or_load
+
+TOLERANCE = 3.0   # points of accuracy between machine kinds (see README: measured as 1 vs 2 threads' spread)
+
+
+def parse_eval_id(eval_id: str) -> tuple[str, str, int] | None:
+    """(evaluation, dataset, eval_size) of a run_or_load row name such as "linear@suite_concepts-1000", or None."""
+    name, _, rest = eval_id.partition("@")
+    datasets = {d.replace("/", "_"): d for d in DATASETS}
+    head, _, size = rest.rpartition("-")
+    if name in EVALS and rest in datasets:
+        return name, datasets[rest], 0
+    if name in EVALS and head in datasets and size.isdigit():
+        return name, datasets[head], int(size)
+    return None
+
+
+def audit_entry(entry: dict) -> list[str]:
+    """Retrain and re-evaluate one stored run here; return the differences found (empty: it reproduces)."""
+    cfg = RunConfig(**entry["config"])
+    record = entry["record"]
+    same_kind = record.get("cpu") == cpu_model() and record.get("device", "cpu").startswith(
+        "cuda") == torch.cuda.is_available()
+    torch.set_num_threads(int(record.get("threads") or torch.get_num_threads()))
+    fresh = pretrain(cfg, progress=False)
+    problems = []
+    if same_kind and fresh["model_sha256"] != record["model_sha256"]:
+        problems.append(f"weights differ (sha256 {fresh['model_sha256'][:12]} vs stored {record['model_sha256'][:12]})")
+    if same_kind and fresh["losses"] != record["losses"]:
+        problems.append(f"losses differ: {fresh['losses'][-3:]} vs stored {record['losses'][-3:]}")
+    checked = skipped = 0
+    for eval_id, rows in entry["rows"].items():
+        parsed = parse_eval_id(eval_id)
+        if parsed is None:
+            skipped += 1
+            continue
+        name, dataset, size = parsed
+        now = run_or_load(cfg, (name,), dataset, progress=False, eval_size=size)
+        for old, new in zip(rows, now.to_dict("records")):
+            if same_kind and old["value"] != new["value"]:
+                problems.append(f"{eval_id} {old['metric']}: {new['value']!r} vs stored {old['value']!r}")
+            if not same_kind and abs(100 * (old["value"] - new["value"])) > TOLERANCE:
+                problems.append(f"{eval_id} {old['metric']}: {new['value']:.4f} vs stored {old['value']:.4f} "
+                                f"(more than {TOLERANCE} points apart across machine kinds)")
+            checked += 1
+    print(f"  {cfg.method} {cfg.dataset} {cfg.epochs:g} epochs seed {cfg.seed} ({entry['key']}): "
+          f"{'same' if same_kind else 'other'} machine kind, {checked} metrics recomputed, "
+          f"{skipped} derived row sets follow from the weights: " + ("OK" if not problems else "DIFFERS"))
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1, help="stored runs to recompute, chosen at random")
+    parser.add_argument("--cheapest", action="store_true", help="the stored run with the shortest training")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random choice (default: fresh)")
+    args = parser.parse_args(argv)
+    entries = [json.loads(p.read_text()) for p in sorted(store.store_dir().glob("*.json"))]
+    entries = [e for e in entries if e["record"].get("steps")]          # random init has nothing to retrain
+    if not entries:
+        print(f"audit: the store {store.store_dir()} holds no trained run")
+        return 1
+    if args.cheapest:
+        chosen = [min(entries, key=lambda e: e["record"]["train_seconds"])]
+    else:
+        chosen = random.Random(args.seed).sample(entries, min(args.runs, len(entries)))
+    data = cache_dir() / "data"
+    with tempfile.TemporaryDirectory(prefix="ssl_core_audit_") as tmp:
+        if data.exists():                                               # generated data is shared, runs are not
+            (Path(tmp) / "data").symlink_to(data.resolve(), target_is_directory=True)
+        os.environ.update(SSL_CORE_CACHE=tmp, SSL_CORE_STORE="off")
+        print(f"audit: recomputing {len(chosen)} of {len(entries)} stored runs on {cpu_model()}")
+        problems = [p for e in chosen for p in audit_entry(e)]
+    for p in problems:
+        print("  DIFFERS:", p)
+    print("audit: " + ("every stored metric reproduced" if not problems else f"{len(problems)} differences"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
