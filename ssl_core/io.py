@@ -1,9 +1,12 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and safe reads."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -24,9 +27,38 @@ def replace_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.remove(tmp)
 
 
+def sweep_stale_temporaries(folder: Path, idle_seconds: float = 600.0) -> None:
+    """Remove the `.<name>.*.tmp` files of `replace_atomically` in `folder` that nobody wrote to for `idle_seconds`.
+
+    A writer killed mid-save leaves its temporary behind; a live one writes it without pause and renames
+    it within seconds, so ten minutes without a write means its writer is gone (on any host).
+    """
+    cutoff = time.time() - idle_seconds
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):    # renamed by its writer, or removed by another sweep
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+
+
 def save_atomic(obj, path: Path) -> None:
     """torch.save, atomically."""
     replace_atomically(path, lambda f: torch.save(obj, f))
+
+
+def safe_load(path: Path, map_location=None):
+    """torch.load with weights_only=True: tensors and plain data only, never code a planted pickle would run.
+
+    None if `path` is missing, damaged or refused; such a file is removed with a warning naming it.
+    """
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        warnings.warn(f"{path} is damaged or holds more than tensors and plain data (torch.load with "
+                      f"weights_only=True raised {type(err).__name__}); it was removed and will be recomputed")
+        path.unlink(missing_ok=True)    # every torchrun rank reads the same file
+        return None
 
 
 def write_json(obj, path: Path) -> None:

@@ -7,9 +7,7 @@ state travels with the checkpoint, so a run killed mid-way resumes to exactly th
 from __future__ import annotations
 
 import math
-import pickle
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from torch import nn
 from ssl_core import distributed
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
-from ssl_core.io import save_atomic
+from ssl_core.io import safe_load, save_atomic, sweep_stale_temporaries
 from ssl_core.methods import METHODS
 from ssl_core.progress import progress as progress_bar
 
@@ -82,15 +80,9 @@ def lr_schedule(cfg: RunConfig, total_steps: int, per_epoch: int) -> np.ndarray:
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict | None:
-    """The checkpoint at `path`, or None if there is none or it is damaged (then it is removed)."""
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        warnings.warn(f"damaged checkpoint {path} ({err}); training restarts from scratch")
-        path.unlink(missing_ok=True)    # every torchrun rank reads the same file
-        return None
+    """The checkpoint at `path` (tensors and plain data only), or None if there is none or it is damaged or
+    refused (then it is removed with a warning and training restarts from scratch)."""
+    return safe_load(path, map_location=device)
 
 
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -113,6 +105,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
     """
     # --- setup: data, model, optimiser, schedules ----------------------------------------------
     workdir.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temporaries(workdir)                                # left by a save that was killed
     device = distributed.setup(resolve_device(cfg.device))          # torchrun: join the group, own GPU
     rank, world = distributed.world()                                # (0, 1) in a plain process
     precision = resolve_precision(cfg.precision, device)
@@ -181,7 +174,10 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
             seconds, t0 = seconds + now - t0, now
             generators = distributed.gather_objects(g.get_state())
             if rank == 0:                                                # the cache has one writer
-                save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                # plain data only, for weights_only loading: the lr set from `lrs` is numpy's float64
+                state = optimizer.state_dict()
+                state["param_groups"] = [{**group, "lr": float(group["lr"])} for group in state["param_groups"]]
+                save_atomic({"model": model.state_dict(), "optimizer": state,
                              "generators": generators, "step": step + 1, "losses": losses,
                              "seconds": seconds}, ckpt_path)
             epoch_loss, epoch_steps = torch.zeros((), device=device), 0

@@ -37,6 +37,7 @@ from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize, views
 from ssl_core.distributed import gather_objects, world
 from ssl_core.evaluate import inference_batch
+from ssl_core.io import safe_load, save_atomic
 from ssl_core.losses import dnc_distill
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.models import build_encoder, mlp
@@ -132,11 +133,8 @@ class DivideAndContrast(nn.Module):
 
     def divide(self, data: ImageSet, path: Path) -> torch.Tensor:
         """Each image's cluster id, computed once and saved at `path`. Shape: returns (N,) int64."""
-        from ssl_core.train import save_atomic
-
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-        else:
+        saved = safe_load(path)                                   # None if missing, damaged or refused
+        if saved is None:
             saved = {"cluster": self.partition(data)}
             if world()[0] == 0:                                   # the cache has one writer
                 save_atomic(saved, path)
