@@ -56,6 +56,10 @@ smoke: .venv/.installed
 	SSL_CORE_CACHE=$(SMOKE)/cache $(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(SMOKE)/*.ipynb
 
 lab: .venv/.installed
+	.venv/bin/nbstripout --install --attributes .gitattributes    # git add strips notebooks (see .gitattributes)
+	git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id'    # keeping cell ids
+	git config filter.nbstripout.extrakeys '$(addprefix metadata.language_info.,version codemirror_mode \
+	  file_extension mimetype nbconvert_exporter pygments_lexer)'    # and the kernel's details
 	$(PY) -m ipykernel install --sys-prefix --name ssl_core --display-name "Python 3 (ssl_core)"
 	.venv/bin/jupyter lab notebooks
 
