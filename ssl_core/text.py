@@ -26,7 +26,8 @@ def words(caption: str) -> list[str]:
 
 
 def pseudo_caption(class_name: str) -> str:
-    """A caption built from a label, as the FLOPs paper does to train CLIP on labelled sets (unverified, PAPERS.md)."""
+    """A caption built from a label, as the FLOPs paper does to train CLIP on labelled sets
+    (unverified, docs/PAPERS.md)."""
     return f"a photo of a {' '.join(words(class_name))}"
 
 

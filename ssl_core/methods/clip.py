@@ -2,7 +2,7 @@
 
 Captions: the world's per-image captions ("a small red striped star on gravel"), or for a
 labelled set without captions the pseudo-caption of the image's class ("a photo of a red striped
-star"), as the FLOPs paper does for labelled data (unverified, PAPERS.md). The vocabulary is
+star"), as the FLOPs paper does for labelled data (unverified, docs/PAPERS.md). The vocabulary is
 built when the method is built, from `cfg.dataset`'s train split (its captions and its classes'
 pseudo-captions), so a rebuilt model has the same text encoder. The trainer gets each image's
 caption tokens from `prepare(data, ...)`; called with class labels instead, the method uses

@@ -16,7 +16,7 @@ Stages 1-3 run in `prepare`, which the trainer calls before its loop; each is an
 `train()` run with its own checkpoint and the partition is saved, so a killed run resumes where
 it stopped. The trained base and experts are frozen submodules, saved with the student.
 
-Ablations (RunConfig fields, the paper's Table numbers in PAPERS.md): dnc_partition "random"
+Ablations (RunConfig fields, the paper's Table numbers in docs/PAPERS.md): dnc_partition "random"
 (equal-sized random clusters); dnc_expert_data "full" (each expert trains on all images for the
 same number of steps it would have had on its cluster); dnc_targets "base" or "experts" (the
 student distils one of the two; every stage still runs, so compute is unchanged).
@@ -46,7 +46,7 @@ DNC_SCHEDULES = {"1k": (200, 600, 200), "3k": (1000, 1500, 500)}   # ImageNet ep
 DNC_BASES = ("moclr", "byol", "simclr", "dcl", "dclw")               # methods with an encoder and an MLP projector
 DNC_PARTITIONS = ("kmeans", "random")
 DNC_EXPERT_DATA = ("cluster", "full")
-# The paper's ablations (PAPERS.md), each as the RunConfig fields it changes.
+# The paper's ablations (docs/PAPERS.md), each as the RunConfig fields it changes.
 DNC_ABLATIONS = {"random_partition": {"dnc_partition": "random"}, "experts_on_full_data": {"dnc_expert_data": "full"},
                  "distill_base_only": {"dnc_targets": "base"}, "distill_experts_only": {"dnc_targets": "experts"}}
 

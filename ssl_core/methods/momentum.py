@@ -53,7 +53,7 @@ def moclr_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.T
     """MoCLR (Tian et al. 2021, Sec. 3): SimCLR's InfoNCE with the other view through the EMA target,
     symmetrised: L = 1/2 [InfoNCE(q1, sg(k2)) + InfoNCE(q2, sg(k1))].
 
-    Our reading of "SimCLR + EMA target" (PAPERS.md): each InfoNCE term is SimCLR's over the 2N
+    Our reading of "SimCLR + EMA target" (docs/PAPERS.md): each InfoNCE term is SimCLR's over the 2N
     embeddings of one online and one target view, so negatives come from both networks.
     Shape: q1, q2 (N, P) online projections of views 1 and 2; k1, k2 (N, P) target projections.
     """
