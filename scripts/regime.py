@@ -18,7 +18,8 @@ from ssl_core.runs import plan, run_grid
 
 BASE = RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=1e-3,
                  temperature=0.1)
-VARIANTS = {   # name -> the fields it changes; "chosen" is the presets' recipe (ssl_core.presets.RECIPE)
+VARIANTS = {   # name -> the fields it changes (backgrounds at the world's CURATED_CONTRAST; the variants before the
+               # recipe ran at 0.6, see ssl_core.presets.RECIPE)
     "base": {},
     "no_grey": dict(gray_p=0.0),
     "no_grey_jitter0.2": dict(gray_p=0.0, jitter=0.2),
@@ -28,6 +29,7 @@ VARIANTS = {   # name -> the fields it changes; "chosen" is the presets' recipe 
     "no_grey_jitter0.2_w16": dict(gray_p=0.0, jitter=0.2, width=16),
     "no_grey_jitter0.2_w16_lr3e-3": dict(gray_p=0.0, jitter=0.2, width=16, lr=3e-3),
     "no_grey_jitter0.2_w16_lr3e-3_b256": dict(gray_p=0.0, jitter=0.2, width=16, lr=3e-3, batch_size=256),
+    "chosen": dict(gray_p=0.0, jitter=0.2, lr=3e-3),
 }
 
 
