@@ -244,8 +244,18 @@ def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"
     return df
 
 
-def measure_step_seconds(cfg: RunConfig, steps: int = 2) -> float:
-    """Seconds per training step of `cfg` on its device, timed on random data after one warm-up step."""
+def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:
+    """Seconds per training step of `cfg` on its device (with `threads` CPU threads; default: this process's),
+    timed on random data after one warm-up step."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return _step_seconds(cfg, steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _step_seconds(cfg: RunConfig, steps: int) -> float:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(0)
@@ -267,14 +277,19 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def plan(configs: list[RunConfig]) -> pd.DataFrame:
-    """Print and return the plan: each run, whether it is cached, its steps and estimated seconds.
+def plan(configs: list[RunConfig], parallel: int = 0) -> pd.DataFrame:
+    """Print and return the plan: each run, whether it is stored or cached, its steps and estimated seconds.
 
-    The estimate times two steps of every distinct (method, encoder, width, batch) uncached
-    shape on this device; evaluation time is not included.
+    The estimate times two steps of every distinct (method, encoder, width, batch) uncached shape on this
+    device, with the threads each run will get when `parallel` runs train at once (0: as run_grid's
+    automatic choice), and divides the total by the runs at a time; evaluation time is not included.
     """
+    from ssl_core.backends import auto_parallel   # (backends builds on this module)
     for cfg in configs:
         cfg.validate()
+    todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
+    workers, threads = auto_parallel(todo) if parallel == 0 else (parallel, max(1, torch.get_num_threads() // parallel))
+    workers = max(1, min(workers, len(todo)))
     step_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
     rows = []
@@ -291,14 +306,15 @@ def plan(configs: list[RunConfig]) -> pd.DataFrame:
             part_steps = round(epochs * steps_per_epoch(part, n))
             shape = (part.method, part.encoder, part.width, part.batch_size, part.image_size, part.device, part.precision)
             if not cached and part_steps and shape not in step_seconds:
-                step_seconds[shape] = measure_step_seconds(part)
+                step_seconds[shape] = measure_step_seconds(part, threads=threads)
             seconds += 0.0 if cached or not part_steps else part_steps * step_seconds[shape]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds})
     df = pd.DataFrame(rows)
     device = resolve_device(configs[0].device) if configs else "-"
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
-    print(f"plan: {len(df)} runs, {int(df.cached.sum())} cached, {len(df) - int(df.cached.sum())} to train "
-          f"on {device}; estimated training time {df.est_seconds.sum() / 60:.1f} min (+ evaluation"
+    print(f"plan: {len(df)} runs, {int(df.cached.sum())} stored or cached, {len(df) - int(df.cached.sum())} to train "
+          f"on {device}, {workers} at a time with {threads} thread(s) each; estimated training time "
+          f"{df.est_seconds.sum() / workers / 60:.1f} min (+ evaluation"
           f"{', eager steps; torch.compile adds ~45 s per new setting on a CPU' if compiling else ''})")
     return df

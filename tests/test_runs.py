@@ -129,7 +129,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     import ssl_core.runs as runs
     from ssl_core.methods.dnc import budget
     seconds = {"moclr": 3.0, "dnc": 1.0}
-    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg: seconds[cfg.method])
+    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: seconds[cfg.method])
     cfg = TINY.replace(method="dnc", epochs=5.0)
     split, per_epoch = budget(cfg), 512 // 64
     df = runs.plan([cfg, TINY.replace(method="moclr")])
@@ -140,11 +140,23 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
 
 def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
     import ssl_core.runs as runs
-    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg: 1.0)
+    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: 1.0)
     runs.plan([TINY])
     assert "torch.compile" not in capsys.readouterr().out
     runs.plan([TINY, TINY.replace(seed=1, compile=True)])
     assert "eager steps; torch.compile adds ~45 s per new setting" in capsys.readouterr().out
+
+
+def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkeypatch, capsys):
+    import ssl_core.runs as runs
+    timed = []
+    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: timed.append(threads) or 1.0)
+    grid = [TINY.replace(seed=s) for s in range(4)]
+    df = runs.plan(grid, parallel=2)
+    per_run = 2.0 * 512 // 64
+    assert timed == [max(1, torch.get_num_threads() // 2)] and df.est_seconds.tolist() == [per_run] * 4
+    assert f"2 at a time with {timed[0]} thread(s) each; estimated training time {4 * per_run / 2 / 60:.1f} min" \
+        in capsys.readouterr().out
 
 
 def test_eval_size_caches_apart_and_is_checked(monkeypatch):
