@@ -24,7 +24,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, compile_payoff, gpu_epoch, precision, step, wait_policy  # noqa: E402
+from bench import augment, compile_payoff, gpu_epoch, grid, precision, step, wait_policy  # noqa: E402
 from bench.timing import Target, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +198,12 @@ def main(argv=None):
             sections.append((title + took(t0), f"`python bench/{module.__name__.split('.')[-1]}.py --threads "
                                                f"{args.threads}`\n\n{protocol(module)}\n\n{text}"))
 
+    print("grid throughput", flush=True)
+    t0 = time.perf_counter()
+    text, row = grid.measure(*((2, 0.2, 1) if args.quick else (8, 1.0, 3)))
+    sections.append((grid.TITLE + took(t0), f"{protocol(grid)}\n\n{text}"))
+    targets.append(row)
+
     print("bf16 against fp32 after a short run", flush=True)
     t0 = time.perf_counter()
     plans = [dict(settings=precision.SETTINGS[:1], epochs=1.0, seeds=2, dataset_size=0)] if args.quick else \
@@ -237,6 +243,8 @@ def main(argv=None):
         sections.append((title, time_figures()))
     elif (kept := previous_section(args.output, title)) is not None:      # ~1 hour: not re-measured every pass
         sections.append((title, KEPT + kept.removeprefix(KEPT)))
+    if (discussion := previous_section(args.output, "Discussion")) is not None:   # written by hand: kept as it is
+        sections.append(("Discussion", discussion))
     args.output.write_text(report(sections, targets, bf16_matches, checks, args, host))
     print(f"wrote {args.output}")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `bench` is a folder of scripts, not installed
-from bench import gpu_epoch  # noqa: E402
+from bench import gpu_epoch, grid  # noqa: E402
 from bench.timing import Sample, Target, interleave, ratio, timed  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
@@ -182,3 +182,16 @@ def test_wait_policy_times_each_policy_alone_and_in_pairs_in_alternating_order(m
         with pytest.raises(ValueError, match=match):
             wait_policy.measure(**{"cfg": cfg, **bad})
     assert policies[12:] == []                                                   # nothing ran for bad input
+
+
+def test_grid_bench_times_both_cases_and_writes_its_section(private_cache, tmp_path):
+    text, row = grid.measure(runs=2, epochs=0.05, rounds=1)
+    assert "grid throughput: " in text and row.target == 1.6 and row.value > 0
+    for case in grid.CASES:
+        assert case in text
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmarks\n\n## Before\n\nkept\n\n## After\n\nkept too\n")
+    grid.write_section(results, grid.TITLE, text)
+    grid.write_section(results, grid.TITLE, text)                 # a second pass replaces, never duplicates
+    body = results.read_text()
+    assert body.count(f"## {grid.TITLE}") == 1 and "## Before" in body and "## After" in body
