@@ -26,6 +26,7 @@ import torch
 from ssl_core.config import RunConfig, at_least
 from ssl_core.data import cache_dir
 from ssl_core.io import write_json
+from ssl_core.lifetime import watch_parent
 from ssl_core.progress import progress
 from ssl_core.runs import eval_id, finished, has_rows, run_dir, run_or_load
 from ssl_core.train import Diverged, resolve_device
@@ -101,6 +102,7 @@ GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    watch_parent()                         # a worker ends with the kernel or script that started it
 
 
 def _label(cfg: RunConfig) -> str:

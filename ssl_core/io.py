@@ -13,14 +13,19 @@ from typing import BinaryIO, Callable
 
 import torch
 
+from ssl_core.lifetime import orphaned
+
 
 def replace_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through `write(file)` into a temporary file beside `path`, then rename it over `path`."""
+    """Write through `write(file)` into a temporary file beside `path`, then rename it over `path`; a process
+    whose notebook or grid parent has died (ssl_core.lifetime) renames nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        if orphaned():
+            raise RuntimeError(f"not writing {path}: the process that started this one has died")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

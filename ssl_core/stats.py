@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from ssl_core.config import choose
 from ssl_core.io import write_json
 from ssl_core.plots import figures_dir
 
@@ -100,16 +101,19 @@ def combine(*verdicts: str) -> str:
 
 
 def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], preset: str = "default",
-                 regime: list[dict] | None = None) -> str:
-    """Write the verdict and its effects beside the figures (the README's claim table is checked against
-    these files by the tests) and return the verdict written: `claim_verdict`, or UNCONVERGED when a row of
-    `regime` (ssl_core.regime.regime_rows) is still climbing. Under a preset that cannot decide a claim
-    (not in DECIDING_PRESETS) the file and the printed line carry that caveat."""
+                 regime: list[dict] | None = None, primary: str | None = None) -> str:
+    """Write the verdict and its effects beside the figures (the README's claims table is written from these
+    files by scripts/claims_table.py) and return the verdict written: `claim_verdict`, or UNCONVERGED when a
+    row of `regime` (ssl_core.regime.regime_rows) is still climbing. `primary` names the effect the README
+    shows (default: the first). Under a preset that cannot decide a claim (not in DECIDING_PRESETS) the file
+    and the printed line carry that caveat."""
     from ssl_core.regime import PLATEAU_GAIN, climbing, regime_line
     regime = regime or []
     still = climbing(regime)
     final = UNCONVERGED if still else claim_verdict
-    record = {"notebook": notebook, "preset": preset, "verdict": final,
+    primary = primary or next(iter(effects), None)
+    choose("primary", primary, effects)
+    record = {"notebook": notebook, "preset": preset, "verdict": final, "primary": primary,
               "effects": {k: dataclasses.asdict(e) for k, e in effects.items()}, "regime": regime}
     if still:
         record["unconverged"] = (f"still learning at the verdict's budget (more than {PLATEAU_GAIN:g} points over the "

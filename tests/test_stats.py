@@ -73,3 +73,25 @@ def test_blocked_anova_sees_no_difference_in_noise_and_ignores_block_shifts():
     shifted = [dict(r, value=r["value"] + 3.0 * "abcd".index(r["method"])) for r in rows]
     assert blocked_anova(pd.DataFrame(shifted), "method")[1] < 1e-6             # a method effect under the shifts
     assert all(math.isnan(v) for v in blocked_anova(pd.DataFrame(rows[:1]), "method"))
+
+
+def test_a_climbing_method_makes_the_verdict_unconverged(tmp_path, monkeypatch, capsys):
+    import json
+
+    import ssl_core.stats as stats
+    monkeypatch.setattr(stats, "figures_dir", lambda preset: tmp_path)
+    e = stats.effect([1.0, 2.0, 3.0, 2.5, 1.5])
+    settled = [{"method": "simclr", "budget": 64.0, "linear": 70.0, "knn": 50.0, "random_init_linear": 17.0,
+                "gain_last_doubling": 1.0}]
+    assert stats.save_verdict("nb", stats.REPRODUCED, {"a": e, "b": e}, regime=settled, primary="b") == "reproduced"
+    saved = json.loads((tmp_path / "nb_verdict.json").read_text())
+    assert saved["primary"] == "b" and saved["regime"] == settled and "caveat" not in saved
+    climbing = settled + [dict(settled[0], method="byol", gain_last_doubling=4.2)]
+    assert stats.save_verdict("nb", stats.REPRODUCED, {"a": e}, regime=climbing) == stats.UNCONVERGED
+    saved = json.loads((tmp_path / "nb_verdict.json").read_text())
+    assert saved["verdict"] == "unconverged" and "byol linear 70.0% at 64 epochs, +4.2" in saved["unconverged"]
+    assert "would give 'reproduced'" in capsys.readouterr().out.splitlines()[-1]
+    stats.save_verdict("nb", stats.REPRODUCED, {"a": e}, preset="smoke", regime=settled)
+    assert "decides nothing" in json.loads((tmp_path / "nb_verdict.json").read_text())["caveat"]
+    with pytest.raises(ValueError, match="primary='c' is not allowed"):
+        stats.save_verdict("nb", stats.REPRODUCED, {"a": e}, primary="c")
