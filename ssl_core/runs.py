@@ -34,6 +34,7 @@ import ssl_core
 from ssl_core import store
 from ssl_core.config import RunConfig, at_least, choose
 from ssl_core.data import cache_dir, load_dataset
+from ssl_core.data.world import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import stage_costs
@@ -127,7 +128,8 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
         "stages": getattr(result.model, "stages", None),   # DnC: epochs, steps, seconds of each stage
         "model_sha256": file_sha256(d / "model.pt"),
         "ssl_core_version": ssl_core.__version__, "source_digest": source_digest(),
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(), "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "world_version": WORLD_VERSION, "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(record, d / "run.json")
     (d / "checkpoint.pt").unlink(missing_ok=True)
