@@ -15,6 +15,7 @@ export RAY_AUTH_MODE ?= disabled
 .venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,scale]"
+	$(PY) -m ipykernel install --sys-prefix --name ssl_core --display-name "Python 3 (ssl_core)"   # the notebooks' kernel
 	touch $@
 
 # Executed copies land in figures/executed/, never over the source notebooks.
@@ -60,7 +61,6 @@ lab: .venv/.installed
 	git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id'    # keeping cell ids
 	git config filter.nbstripout.extrakeys '$(addprefix metadata.language_info.,version codemirror_mode \
 	  file_extension mimetype nbconvert_exporter pygments_lexer)'    # and the kernel's details
-	$(PY) -m ipykernel install --sys-prefix --name ssl_core --display-name "Python 3 (ssl_core)"
 	.venv/bin/jupyter lab notebooks
 
 bench: .venv/.installed
