@@ -70,8 +70,8 @@ def kernel_pids(cache: Path) -> list[int]:
 
 def checked_outputs(path: Path) -> list[str]:
     nb = nbformat.read(path, 4)
-    return ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells
-            if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
+    return ["".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout") for c in nb.cells
+            if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]          # warnings (stderr) aside
 
 
 def papermill(notebook: str, out: Path, cache: Path, results: Path) -> subprocess.Popen:
