@@ -83,3 +83,21 @@ def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dic
             found["rows"][eval_id] = rows
         found["rows"] = dict(sorted(found["rows"].items()))
         write_json(found, entry_path(key))
+
+
+def summary() -> str:
+    """What the store holds: runs, size on disk, and the training compute behind them."""
+    entries = [read_json(p) for p in sorted(store_dir().glob("*.json"))]
+    entries = [e for e in entries if e is not None]
+    size = sum(p.stat().st_size for p in store_dir().glob("*.json"))
+    cpu_hours = sum(e["record"]["train_seconds"] * (e["record"].get("threads") or 1) for e in entries) / 3600
+    wall_hours = sum(e["record"]["train_seconds"] for e in entries) / 3600
+    methods: dict[str, int] = {}
+    for e in entries:
+        methods[e["config"]["method"]] = methods.get(e["config"]["method"], 0) + 1
+    return (f"{store_dir()}: {len(entries)} runs ({', '.join(f'{m} {n}' for m, n in sorted(methods.items()))}), "
+            f"{size / 2 ** 20:.1f} MB; training took {wall_hours:.2f} run-hours, {cpu_hours:.2f} CPU-thread-hours")
+
+
+if __name__ == "__main__":
+    print(summary())
