@@ -1,4 +1,5 @@
-"""Every notebook's presets, and `resolve()`: preset values overridden by the knobs a user set.
+"""Every notebook's presets, and `resolve()`: preset values overridden by the knobs a user set, each as the type
+its notebook's parameters cell declares and within its bounds (`resolve_notebook()`: the knobs a kernel holds).
 
 smoke   seconds per notebook on a 2-core CPU; exercises every code path (CI runs it under nbval)
 quick   the embedded data at small budgets, minutes per notebook on a 2-core CPU: a first look, unconverged
@@ -8,7 +9,16 @@ paper   real datasets on a GPU, closer to the papers' protocols
 """
 from __future__ import annotations
 
-from ssl_core.config import RunConfig, at_least, choose
+import ast
+import difflib
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+from ssl_core.config import RANGES, RunConfig, choose, positive, typed, within
 from ssl_core.data.suite import SUITE
 from ssl_core.methods.dnc import DNC_ABLATIONS
 
@@ -126,41 +136,121 @@ CHOICES = {"losses": ("simclr", "dcl", "dclw"), "backend": ("local", "ray", "tor
            "ablations": tuple(DNC_ABLATIONS), "suite_tasks": tuple(SUITE)}
 # Knobs naming pretraining methods (each element must be a key of ssl_core.methods.METHODS).
 METHOD_KNOBS = ("methods",)
+# Knobs that set a RunConfig field (each element, for list-valued knobs): the field's range (RANGES) applies.
+FIELD_KNOBS = {"budget": "epochs", "batch_size": "batch_size", "batch_sizes": "batch_size", "small_batch": "batch_size",
+               "dnc_clusters": "dnc_clusters"}
+# Range of each integer knob: seeds per setting (`-p seeds 100000000` must not build a grid that fills the
+# memory), else COUNTS, for any other count of images, runs or clusters.
+INT_RANGES = {"seeds": (1, 1000), "ablation_seeds": (1, 1000)}
+COUNTS = (0, RANGES["dataset_size"][1])
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+TYPES = {"str": str, "int": int, "float": float, "bool": bool}   # of a knob, or of each element of a list[...] knob
+IPYTHON_NAMES = ("In", "Out")   # IPython's history in a kernel's globals (its get_ipython, exit, quit are callables)
 
 
 def resolve(notebook: str, preset: str, **knobs) -> dict:
-    """The preset's parameters with every knob that is not None put in its place.
+    """The preset's parameters with every knob that is not None put in its place, as its declared type
+    (parameter_types; see knob_value for the forms a value may take).
 
-    Fails at once, naming the parameter and what is allowed, for an unknown preset or knob, a
-    value outside its allowed set, a non-positive budget or seed count, or a batch size below 2.
+    Fails at once, naming the parameter, the value and what is allowed, for an unknown preset or knob (naming
+    the closest known one), a value of the wrong type, or outside its allowed set or range.
     """
     choose("notebook", notebook, PRESETS)
     choose("preset", preset, PRESETS[notebook])
-    params = dict(PRESETS[notebook][preset])
+    params, types = dict(PRESETS[notebook][preset]), parameter_types(notebook)
     for name, value in knobs.items():
-        choose("parameter", name, params)
+        if name not in params:
+            known = ["preset", *params]
+            closest = difflib.get_close_matches(name, known, n=1, cutoff=0)[0]
+            raise ValueError(f"{name}={value!r} is not a parameter of {notebook}: did you mean {closest}? "
+                             f"(its parameters: {', '.join(known)})")
         if value is not None:
-            params[name] = value
+            params[name] = knob_value(name, value, types[name])
     from ssl_core.methods import METHODS
     for name, allowed in {**CHOICES, **{knob: tuple(METHODS) for knob in METHOD_KNOBS}}.items():
         values = params.get(name, ())
         for value in [values] if isinstance(values, str) else values:
             choose(name, value, allowed)
-    at_least("budget", params["budget"], 0)
-    for name in ("seeds", "ablation_seeds"):
-        if name in params:
-            at_least(name, params[name], 1)
-    for b in params.get("batch_sizes", ()):
-        at_least("batch_sizes", b, 2)
+    for name, field in FIELD_KNOBS.items():
+        values = params.get(name, [])
+        for value in values if isinstance(values, list) else [values]:
+            within(name, value, *RANGES[field])
+    for name, kind in types.items():
+        if kind == "int":
+            within(name, params[name], *INT_RANGES.get(name, COUNTS))
     for t in params.get("temperatures", ()):
-        if not t > 0:
-            raise ValueError(f"temperatures={params['temperatures']!r} is not allowed: each must be > 0")
-    if "small_batch" in params:
-        at_least("small_batch", params["small_batch"], 2)
-    at_least("parallel", params["parallel"], 0)
+        positive("temperatures", t)
     params["views"] = {} if preset == "paper" else dict(VIEWS)   # real data: SimCLR's own views
     base_config(params).validate()   # dataset, encoder, width, lr, device ... checked by RunConfig
     return params
+
+
+def resolve_notebook(notebook: str, namespace: dict) -> dict:
+    """resolve() with the parameters a notebook's kernel holds: `namespace` is its globals().
+
+    Every user-level name there is taken for a parameter, except private names, modules, callables, IPython's
+    history and the names the notebook's own cells bind (imports, results of later cells: bound_names). So a
+    name papermill injected that the notebook does not have (a misspelt `-p bugdet 3`) fails here, before any
+    compute, naming the closest known parameter.
+    """
+    skip = bound_names(notebook) - set(parameter_types(notebook))
+    knobs = {name: value for name, value in namespace.items()
+             if not (name.startswith("_") or name in IPYTHON_NAMES or name in skip
+                     or callable(value) or isinstance(value, ModuleType))}
+    return resolve(notebook, knobs.pop("preset", None), **knobs)
+
+
+def knob_value(name: str, value, kind: str):
+    """`value` of knob `name` as its declared `kind`: str, int, float (finite; an int is taken), bool, or
+    list[one of them]. A list knob also takes papermill's string form (JSON or YAML: '[8, 32, 128]', '[simclr,
+    dcl]'; read as data, never run) and one value for a list of one; it must hold at least one value."""
+    if not kind.startswith("list["):
+        return typed(name, value, TYPES[kind])
+    items = value
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            try:
+                items = yaml.safe_load(value)
+            except yaml.YAMLError:
+                items = None                                     # no list in either notation: the wrong type
+    if isinstance(items, (str, int, float, bool)):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{name}={value!r} has the wrong type: expected a list ({kind}), e.g. '[a, b]', "
+                         f"or one value")
+    if not items:
+        raise ValueError(f"{name}={value!r} is not allowed: give at least one value")
+    return [typed(name, item, TYPES[kind[len("list["):-1]]) for item in items]
+
+
+def code_cells(notebook: str) -> list[tuple[bool, str]]:
+    """(whether it is the parameters cell, its source) of each code cell of notebooks/<notebook>.ipynb."""
+    cells = json.loads((NOTEBOOKS / f"{notebook}.ipynb").read_text())["cells"]
+    return [("parameters" in cell["metadata"].get("tags", []), "".join(cell["source"]))
+            for cell in cells if cell["cell_type"] == "code"]
+
+
+def parameter_types(notebook: str) -> dict[str, str]:
+    """{name: type} of the notebook's parameters, from the `# type: ...` comment of each line of its
+    parameters cell: the one place a knob's type is declared (papermill --help-notebook shows it too)."""
+    source = next(source for is_parameters, source in code_cells(notebook) if is_parameters)
+    return dict(re.findall(r"^(\w+)\s*=.*?#\s*type:\s*(\S+)", source, flags=re.MULTILINE))
+
+
+def bound_names(notebook: str) -> set[str]:
+    """The names the notebook's code cells other than its parameters cell bind (assign, import, loop over)."""
+    from IPython.core.inputtransformer2 import TransformerManager   # cells may hold %magics
+    names = set()
+    for is_parameters, source in code_cells(notebook):
+        if not is_parameters:
+            for node in ast.walk(ast.parse(TransformerManager().transform_cell(source))):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+                elif isinstance(node, ast.alias):
+                    names.add((node.asname or node.name).split(".")[0])
+    return names
 
 
 def base_config(params: dict) -> RunConfig:

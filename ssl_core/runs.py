@@ -32,7 +32,7 @@ from torch import nn
 
 import ssl_core
 from ssl_core import store
-from ssl_core.config import RunConfig, at_least, choose
+from ssl_core.config import RunConfig, at_least, check_evals, check_resources, choose, typed, valid, valid_list
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.data.world import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
@@ -112,11 +112,12 @@ def finished(cfg: RunConfig) -> dict | None:
 def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
     """Train `cfg` unless a finished, intact run is cached; return its run.json record (stored too,
     when the store is writable)."""
-    cfg.validate()
+    valid("cfg", cfg)
     record = read_record(cfg)
     if record is not None:
         store.add(cfg, record)
         return record
+    check_resources([cfg])                              # a refused run leaves nothing in the cache
     d = run_dir(cfg)
     write_json(dataclasses.asdict(cfg), d / "config.json")
     result = train(cfg, d, progress=progress)
@@ -183,10 +184,8 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
     pretraining dataset's train/test splits; `eval_size` > 0 takes that many train images, the
     test split stays whole). Returns tidy rows: one metric value per row, with the run's config
     columns, its training steps and wall time."""
-    at_least("eval_size", eval_size, 0)
-    cfg.validate()
-    for name in evals:
-        choose("evals", name, EVALS)
+    valid("cfg", cfg)
+    check_evals(evals, eval_dataset, eval_size)
     eval_dataset = eval_dataset or cfg.dataset
     record = store.stored_record(cfg) if all(
         store.stored_rows(cfg, eval_id(name, eval_dataset, eval_size)) is not None for name in evals) else None
@@ -224,16 +223,15 @@ def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"
     is reported and the others still finish; the failures are listed in the result's `attrs["failures"]` as
     (config, error) pairs."""
     from ssl_core.backends import BACKENDS   # (backends builds on this module)
+    valid_list("configs", configs)
     choose("backend", backend, BACKENDS)
-    for name in evals:
-        choose("evals", name, EVALS)
-    at_least("eval_size", eval_size, 0)
-    at_least("parallel", parallel, 0)
+    check_evals(evals, eval_dataset, eval_size)
+    at_least("parallel", typed("parallel", parallel, int), 0)
     if backend != "local" and parallel > 1:
         raise ValueError(f"parallel={parallel} is not allowed with backend={backend!r}: it schedules its own runs "
                          f"(use 0)")
-    for cfg in configs:
-        cfg.validate()
+    if backend != "ray":                                # Ray's workers check their own memory and data
+        check_resources(configs, finished)
     if backend == "local":
         options["parallel"] = parallel
     outcomes = BACKENDS[backend](configs, evals, eval_dataset, eval_size, **options)
@@ -287,8 +285,9 @@ def plan(configs: list[RunConfig], parallel: int = 0) -> pd.DataFrame:
     automatic choice), and divides the total by the runs at a time; evaluation time is not included.
     """
     from ssl_core.backends import auto_parallel   # (backends builds on this module)
-    for cfg in configs:
-        cfg.validate()
+    valid_list("configs", configs)
+    at_least("parallel", typed("parallel", parallel, int), 0)
+    check_resources(configs, finished)
     todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
     workers, threads = auto_parallel(todo) if parallel == 0 else (parallel, max(1, torch.get_num_threads() // parallel))
     workers = max(1, min(workers, len(todo)))

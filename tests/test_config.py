@@ -54,7 +54,7 @@ def test_config_is_frozen():
     (dict(temperature=0.0), "temperature=0.0 is not allowed: must be > 0"),
     (dict(precision="fp8"), "precision='fp8' is not allowed"),
     (dict(device="tpu"), "device='tpu' is not allowed"),
-    (dict(batch_size="64"), "batch_size='64' has the wrong type: expected int"),
+    (dict(batch_size="64"), "batch_size='64' has the wrong type: expected an integer"),
     (dict(crop_min_scale=0.0), "crop_min_scale=0.0 is not allowed"),
 ])
 def test_bad_values_name_the_parameter(change, message):
@@ -66,11 +66,11 @@ def test_bad_values_name_the_parameter(change, message):
     (dict(preset="fast"), "preset='fast' is not allowed: choose one of"),
     (dict(losses=["simclr", "triplet"]), "losses='triplet' is not allowed"),
     (dict(batch_sizes=[1, 16]), "batch_sizes=1 is not allowed: must be >= 2"),
-    (dict(budget=-3), "budget=-3 is not allowed: must be >= 0"),
+    (dict(budget=-3), "budget=-3.0 is not allowed: must be >= 0"),
     (dict(dataset="nowhere"), "dataset='nowhere' is not allowed"),
     (dict(seeds=0), "seeds=0 is not allowed"),
-    (dict(colour="red"), "parameter='colour' is not allowed"),
-    (dict(compile="yes"), "compile='yes' has the wrong type: expected bool"),
+    (dict(colour="red"), "colour='red' is not a parameter of 04_dcl_batch_size: did you mean"),
+    (dict(compile="yes"), "compile='yes' has the wrong type: expected True or False"),
 ])
 def test_notebook_parameters_fail_fast(knobs, message):
     preset = knobs.pop("preset", "smoke")

@@ -61,10 +61,14 @@ register_dataset = registrar(DATASETS, "dataset")
 
 def load_dataset(name: str, split: str = "train", seed: int = 0, image_size: int = 32,
                  size: int = 0, **kwargs) -> ImageSet:
-    """Build (or read from the cache) split `split` of dataset `name`; size 0 = its default."""
-    from ssl_core.config import choose
+    """Build (or read from the cache) split `split` of dataset `name`; size 0 = its default. Bad arguments raise
+    ValueError naming the parameter before anything is built."""
+    from ssl_core.config import RANGES, choose, typed, within
     choose("dataset", name, DATASETS)
     choose("split", split, SPLITS)
+    within("seed", typed("seed", seed, int), 0, None)
+    within("image_size", typed("image_size", image_size, int), *RANGES["image_size"])
+    within("size", typed("size", size, int), *RANGES["dataset_size"])
     return DATASETS[name](split=split, seed=seed, image_size=image_size, size=size, **kwargs)
 
 

@@ -66,6 +66,15 @@ def stage_costs(cfg: RunConfig) -> list[tuple[RunConfig, float]]:
     return [(cfg.replace(method=cfg.dnc_base), split["base"] + split["experts"]), (cfg, split["distill"])]
 
 
+def check_clusters(cfg: RunConfig, n_images: int) -> None:
+    """Raise unless `n_images` pretraining images can feed `cfg.dnc_clusters` experts: a batch per cluster on
+    average (a cluster may still come out smaller; `prepare` refuses one of fewer than 2 images)."""
+    if cfg.dnc_clusters * cfg.batch_size > n_images:
+        raise ValueError(f"dnc_clusters={cfg.dnc_clusters} is not allowed with {n_images} images and "
+                         f"batch_size={cfg.batch_size}: each expert needs a batch of its own on average "
+                         f"(at most {n_images // cfg.batch_size} clusters)")
+
+
 class DivideAndContrast(nn.Module):
     """The DnC student (encoder + one regression head for the base and one per expert) and its frozen teachers."""
 
@@ -101,6 +110,7 @@ class DivideAndContrast(nn.Module):
         from ssl_core.train import steps_per_epoch, train   # here: ssl_core.train imports this package
 
         c, split = self.cfg, budget(self.cfg)
+        check_clusters(c, len(data))                                  # before any stage trains
         stage = c.replace(method=c.dnc_base)
         # --- stage 1: the base model on all images --------------------------------------------------
         base = train(stage.replace(epochs=split["base"]), workdir / "base", data, progress)
