@@ -21,6 +21,7 @@ import yaml
 from ssl_core.config import RANGES, RunConfig, choose, positive, typed, within
 from ssl_core.data.suite import SUITE
 from ssl_core.methods.dnc import DNC_ABLATIONS
+from ssl_core.plots import outputs_dir, save_params
 
 # The recipe of every embedded-world preset, chosen on SimCLR and supervised learning curves on `curated` alone
 # (scripts/regime.py, one seed, 32 epochs), before any claim's effect was looked at. From the recipe before it
@@ -158,6 +159,7 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
     choose("notebook", notebook, PRESETS)
     choose("preset", preset, PRESETS[notebook])
     params, types = dict(PRESETS[notebook][preset]), parameter_types(notebook)
+    overrides = {}
     for name, value in knobs.items():
         if name not in params:
             known = ["preset", *params]
@@ -166,6 +168,8 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
                              f"(its parameters: {', '.join(known)})")
         if value is not None:
             params[name] = knob_value(name, value, types[name])
+            if params[name] != PRESETS[notebook][preset][name]:
+                overrides[name] = params[name]
     from ssl_core.methods import METHODS
     for name, allowed in {**CHOICES, **{knob: tuple(METHODS) for knob in METHOD_KNOBS}}.items():
         values = params.get(name, ())
@@ -182,6 +186,10 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
         positive("temperatures", t)
     params["views"] = {} if preset == "paper" else dict(VIEWS)   # real data: SimCLR's own views
     base_config(params).validate()   # dataset, encoder, width, lr, device ... checked by RunConfig
+    params["output_dir"] = outputs_dir(notebook, preset, overrides)
+    if overrides:
+        save_params(params["output_dir"], dict(params, preset=preset, overrides=overrides))
+    print(f"outputs (figures, verdict): {params['output_dir']}")
     return params
 
 

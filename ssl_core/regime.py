@@ -55,7 +55,7 @@ def regime_line(row: dict) -> str:
 
 def regime_figure(results: pd.DataFrame, methods: list[str], xlabel: str = "pretraining epochs"):
     """The learning-curve panel: linear-probe and kNN accuracy against budget per method (mean and sd over
-    seeds), random init dashed."""
+    seeds; a method named "m (data)" is drawn in m's colour with the line style of its data), random init dashed."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -65,7 +65,10 @@ def regime_figure(results: pd.DataFrame, methods: list[str], xlabel: str = "pret
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.0))
     for ax, metric, title in zip(axes, ["linear_acc", "knn_acc"], ["linear probe", "kNN"]):
         data = acc[(acc.metric == metric) & acc.method.isin(methods) & (acc.epochs > 0)]
-        sns.lineplot(data=data, x="epochs", y="value", hue="method", palette=METHOD_COLORS, errorbar="sd",
+        data = data.assign(family=data.method.str.split(" (", regex=False).str[0],            # "simclr (uncurated)"
+                           data=data.method.str.extract(r"\((.*)\)", expand=False).fillna(""))
+        sns.lineplot(data=data, x="epochs", y="value", hue="family", style="data" if data.data.any() else None,
+                     palette={m: METHOD_COLORS.get(m, "k") for m in data.family.unique()}, errorbar="sd",
                      marker="o", ax=ax, legend=ax is axes[0])
         ax.axhline(acc[(acc.metric == metric) & (acc.epochs == 0)].value.mean(), color="grey", linestyle="--",
                    linewidth=1, label="random init")

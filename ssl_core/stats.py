@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,11 +102,11 @@ def combine(*verdicts: str) -> str:
 
 
 def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], preset: str = "default",
-                 regime: list[dict] | None = None, primary: str | None = None) -> str:
+                 regime: list[dict] | None = None, primary: str | None = None, folder: Path | None = None) -> str:
     """Write the verdict and its effects beside the figures (the README's claims table is written from these
     files by scripts/claims_table.py) and return the verdict written: `claim_verdict`, or UNCONVERGED when a
     row of `regime` (ssl_core.regime.regime_rows) is still climbing. `primary` names the effect the README
-    shows (default: the first). Under a preset that cannot decide a claim (not in DECIDING_PRESETS) the file
+    shows (default: the first); `folder` is where (default: the preset's figures_dir). Under a preset that cannot decide a claim (not in DECIDING_PRESETS) the file
     and the printed line carry that caveat."""
     from ssl_core.regime import PLATEAU_GAIN, climbing, regime_line
     regime = regime or []
@@ -121,7 +122,7 @@ def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], 
                                  + f"; the effects would give '{claim_verdict}'")
     if preset not in DECIDING_PRESETS:
         record["caveat"] = f"preset {preset!r} checks the code paths or gives a first look; it decides nothing"
-    write_json(record, figures_dir(preset) / f"{notebook}_verdict.json")
+    write_json(record, Path(folder or figures_dir(preset)) / f"{notebook}_verdict.json")
     print(f"verdict: {final}" + (f" ({record['unconverged']})" if still else "")
           + (f" [{record['caveat']}]" if "caveat" in record else ""))
     return final

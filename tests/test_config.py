@@ -87,3 +87,20 @@ def test_preset_knobs_override_only_when_set():
 def test_every_notebook_compiles_its_runs_only_when_asked(notebook):
     assert base_config(resolve(notebook, "smoke")).compile is False
     assert base_config(resolve(notebook, "smoke", compile=True)).compile is True
+
+
+def test_a_run_with_its_own_knobs_writes_its_own_folder(tmp_path, monkeypatch):
+    """The mission's `-p budget 100` must not overwrite the committed reference figures (figures/)."""
+    from ssl_core.presets import resolve_notebook
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")                   # as papermill --cwd notebooks and Lab run
+    reference = resolve_notebook("02_curation_gap", {"preset": "default"})["output_dir"]
+    assert reference == tmp_path / "figures"
+    assert resolve_notebook("02_curation_gap", {"preset": "smoke"})["output_dir"] == tmp_path / "figures" / "smoke"
+    assert resolve_notebook("02_curation_gap", {"preset": "default", "budget": 64.0})["output_dir"] == reference
+    custom = resolve_notebook("02_curation_gap", {"preset": "default", "budget": 100, "seeds": 5})["output_dir"]
+    assert custom == tmp_path / "figures" / "custom" / "02_curation_gap-default-budget100.0"
+    saved = json.loads((custom / "params.json").read_text())
+    assert saved["overrides"] == {"budget": 100.0} and saved["preset"] == "default" and saved["seeds"] == 5
+    listed = resolve_notebook("04_dcl_batch_size", {"preset": "smoke", "batch_sizes": "[8, 32]"})["output_dir"]
+    assert listed.name == "04_dcl_batch_size-smoke-batch_sizes8,32"

@@ -126,7 +126,7 @@ def corruptions_figure(seed: int = 0) -> plt.Figure:
 
 def data_card(seed: int = 0, preset: str = "default") -> list:
     """Draw and save every data-card figure (figures/data_*.png and .pdf); return the PNG paths."""
-    from ssl_core.plots import save_figure, set_style
+    from ssl_core.plots import figures_dir, save_figure, set_style
 
     set_style()
     figures = {f"data_{name}": variant_figure(name, seed) for name in VARIANTS}
@@ -136,7 +136,7 @@ def data_card(seed: int = 0, preset: str = "default") -> list:
                    data_suite=suite_figure(seed), data_corruptions=corruptions_figure(seed))
     paths = []
     for name, fig in figures.items():
-        paths.append(save_figure(fig, name, preset))
+        paths.append(save_figure(fig, name, figures_dir(preset)))
         plt.close(fig)
     return paths
 
