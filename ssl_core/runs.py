@@ -38,7 +38,7 @@ from ssl_core.data.world import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import stage_costs
-from ssl_core.io import read_json, save_atomic, write_json
+from ssl_core.io import locked, read_json, save_atomic, write_json
 from ssl_core.train import make_optimizer, resolve_device, resolve_precision, steps_per_epoch, train
 
 RUN_COLUMNS = ("method", "dataset", "encoder", "width", "epochs", "batch_size", "lr", "temperature", "seed")
@@ -111,13 +111,19 @@ def finished(cfg: RunConfig) -> dict | None:
 
 def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
     """Train `cfg` unless a finished, intact run is cached; return its run.json record (stored too,
-    when the store is writable)."""
+    when the store is writable). One process trains a run at a time: another that needs the same run
+    (a second notebook on the cache) waits for it, then loads it."""
     valid("cfg", cfg)
     record = read_record(cfg)
-    if record is not None:
-        store.add(cfg, record)
-        return record
-    check_resources([cfg])                              # a refused run leaves nothing in the cache
+    if record is None:
+        check_resources([cfg])                          # a refused run leaves nothing in the cache
+        with locked(cache_dir() / "locks" / f"{cfg.key()}.lock"):
+            record = read_record(cfg) or _train_and_record(cfg, progress)
+    store.add(cfg, record)
+    return record
+
+
+def _train_and_record(cfg: RunConfig, progress: bool) -> dict:
     d = run_dir(cfg)
     write_json(dataclasses.asdict(cfg), d / "config.json")
     result = train(cfg, d, progress=progress)
@@ -134,7 +140,6 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
     }
     write_json(record, d / "run.json")
     (d / "checkpoint.pt").unlink(missing_ok=True)
-    store.add(cfg, record)
     return record
 
 

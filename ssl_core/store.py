@@ -15,13 +15,11 @@ $SSL_CORE_RESULTS moves it (default: results/ in the project).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from ssl_core.config import RunConfig, choose
-from ssl_core.io import read_json, write_json
+from ssl_core.io import locked, read_json, write_json
 
 MODES = ("read", "write", "off")
 
@@ -58,25 +56,12 @@ def stored_rows(cfg: RunConfig, eval_id: str) -> list[dict] | None:
     return None if found is None else found["rows"].get(eval_id)
 
 
-@contextmanager
-def _locked(key: str):
-    """An exclusive lock on run `key`'s entry across processes (the lock file lives beside the entries)."""
-    path = store_dir() / ".locks" / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dict] | None = None) -> None:
     """Add run `cfg` (its record) and, optionally, the rows of one evaluation, when the store is writable."""
     if mode() != "write":
         return
     key = cfg.key()
-    with _locked(key):
+    with locked(store_dir() / ".locks" / f"{key}.lock"):
         found = read_json(entry_path(key)) or {"key": key, "config": dataclasses.asdict(cfg), "rows": {}}
         found["record"] = {k: v for k, v in record.items() if k != "config"}
         if eval_id is not None:

@@ -1,5 +1,6 @@
 """The results store and the parallel grid: stored runs are never retrained, rows follow their weights,
 and a run trained beside others gives the bits it gives alone."""
+import dataclasses
 import json
 import shutil
 
@@ -74,3 +75,30 @@ def test_a_run_in_a_parallel_group_gives_the_bits_it_gives_alone(monkeypatch, pr
     assert together.sort_values(key).value.tolist() == alone.sort_values(key).value.tolist()
     again = run_grid(grid, ("knn", "linear"), parallel=2)            # all cached: read here, no worker
     assert again.sort_values(key).value.tolist() == together.sort_values(key).value.tolist()
+
+
+def test_two_processes_that_need_one_run_train_it_once(private_cache):
+    """Two notebooks on one cache: the second waits for the run, then loads it; the rerun is a cache hit."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import json
+        import ssl_core.runs as runs
+        from ssl_core.config import RunConfig
+        real = runs.train
+        def train(*args, **kwargs):
+            print("TRAINED", flush=True)
+            return real(*args, **kwargs)
+        runs.train = train
+        cfg = RunConfig(**{dataclasses.asdict(TINY.replace(epochs=2.0))!r})
+        print(json.dumps(runs.pretrain(cfg, progress=False)["model_sha256"]))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(out.count("TRAINED") for out in outs) == 1
+    digests = {out.strip().splitlines()[-1] for out in outs}
+    assert len(digests) == 1
+    again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600).stdout
+    assert "TRAINED" not in again and again.strip().splitlines()[-1] in digests
