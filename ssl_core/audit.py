@@ -43,13 +43,15 @@ def parse_eval_id(eval_id: str) -> tuple[str, str, int] | None:
     return None
 
 
-def audit_entry(entry: dict) -> list[str]:
-    """Retrain and re-evaluate one stored run here; return the differences found (empty: it reproduces)."""
+def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
+    """Retrain and re-evaluate one stored run here (with the threads its record names, or `threads`: another
+    reduction order, judged like another machine kind); return the differences found (empty: it reproduces)."""
     cfg = RunConfig(**entry["config"])
     record = entry["record"]
+    recorded = int(record.get("threads") or torch.get_num_threads())
     same_kind = record.get("cpu") == cpu_model() and record.get("device", "cpu").startswith(
-        "cuda") == torch.cuda.is_available()
-    torch.set_num_threads(int(record.get("threads") or torch.get_num_threads()))
+        "cuda") == torch.cuda.is_available() and threads in (None, recorded)
+    torch.set_num_threads(threads or recorded)
     fresh = pretrain(cfg, progress=False)
     problems = []
     if same_kind and fresh["model_sha256"] != record["model_sha256"]:
@@ -82,14 +84,17 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="stored runs to recompute, chosen at random")
     parser.add_argument("--cheapest", action="store_true", help="the stored run with the shortest training")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random choice (default: fresh)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="train with this many threads instead of the recorded count (judged within TOLERANCE)")
     args = parser.parse_args(argv)
     entries = [json.loads(p.read_text()) for p in sorted(store.store_dir().glob("*.json"))]
     entries = [e for e in entries if e["record"].get("steps")]          # random init has nothing to retrain
     if not entries:
         print(f"audit: the store {store.store_dir()} holds no trained run")
         return 1
-    if args.cheapest:
-        chosen = [min(entries, key=lambda e: e["record"]["train_seconds"])]
+    if args.cheapest:                                                   # of the runs with rows to recompute
+        checkable = [e for e in entries if any(parse_eval_id(k) for k in e["rows"])] or entries
+        chosen = [min(checkable, key=lambda e: e["record"]["train_seconds"])]
     else:
         chosen = random.Random(args.seed).sample(entries, min(args.runs, len(entries)))
     data = cache_dir() / "data"
@@ -98,7 +103,7 @@ def main(argv=None) -> int:
             (Path(tmp) / "data").symlink_to(data.resolve(), target_is_directory=True)
         os.environ.update(SSL_CORE_CACHE=tmp, SSL_CORE_STORE="off")
         print(f"audit: recomputing {len(chosen)} of {len(entries)} stored runs on {cpu_model()}")
-        problems = [p for e in chosen for p in audit_entry(e)]
+        problems = [p for e in chosen for p in audit_entry(e, args.threads)]
     for p in problems:
         print("  DIFFERS:", p)
     print("audit: " + ("every stored metric reproduced" if not problems else f"{len(problems)} differences"))
