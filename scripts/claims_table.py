@@ -32,14 +32,14 @@ def effect_text(name: str, e: dict) -> str:
 
 def regime_text(rows: list[dict]) -> str:
     if not rows:
-        return "not checked (drawn before the regime check)"
-    parts = [f"{r['method']} {r['linear']:.1f}% at {r['budget']:g} ({r['gain_last_doubling']:+.1f})" for r in rows]
-    return "; ".join(parts) + f"; random init {rows[0]['random_init_linear']:.1f}%"
+        return "not checked (previous preset)"
+    parts = [f"{r['method']} {r['linear']:.1f} ({r['gain_last_doubling']:+.1f})" for r in rows]
+    return ", ".join(parts) + f" at {rows[0]['budget']:g}; random init {rows[0]['random_init_linear']:.1f}"
 
 
 def table() -> str:
-    lines = ["| # | claim | paper | notebook | figures | primary effect, 95% CI | regime: linear % at the verdict's "
-             "budget (gain over its last doubling) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| # | claim | paper | notebook | figures | primary effect, 95% CI | regime: linear % (gain over the "
+             "last doubling) at the verdict's budget | verdict |", "|---|---|---|---|---|---|---|---|"]
     for notebook, (number, claim, paper) in CLAIMS.items():
         record = json.loads((ROOT / "figures" / f"{notebook}_verdict.json").read_text())
         figures = sorted((ROOT / "figures").glob(f"{notebook[:2]}[a-z]_*.png"))

@@ -82,7 +82,8 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
     """(runs at a time, threads per run) for the uncached runs `configs` on their device.
 
     On a CPU, small encoders are bound by per-operation overhead and OpenMP's synchronisation, not by
-    arithmetic: one single-threaded run per core gets more done than all cores on one run
+    arithmetic: one single-threaded run per core gets more done than all cores on one run, by 1.18x for
+    4-epoch runs on 2 idle cores and not at all for 1-epoch runs, whose worker start-up eats the gain
     (bench/grid.py). Wide encoders (width > 16) keep all threads on one run. On a GPU several small
     runs share the device; one at a time elsewhere.
     """

@@ -97,6 +97,11 @@ def read_record(cfg: RunConfig) -> dict | None:
         warnings.warn(f"weights of run {cfg.key()} are missing or damaged; the run will be recomputed")
         (d / "run.json").unlink()
         return None
+    if record.get("world_version") != WORLD_VERSION:
+        warnings.warn(f"run {cfg.key()} was trained on the embedded world of version {record.get('world_version')} "
+                      f"(now {WORLD_VERSION}); the run will be recomputed")
+        (d / "run.json").unlink()
+        return None
     if record.get("source_digest") not in (None, source_digest()):
         # The key is the config, not the code: say so (once per process and old digest), and reuse.
         warnings.warn(f"reusing cached runs trained by other ssl_core source (digest {record['source_digest']}, "

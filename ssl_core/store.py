@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ssl_core.config import RunConfig, choose
+from ssl_core.data.world import VERSION as WORLD_VERSION
 from ssl_core.io import locked, read_json, write_json
 
 MODES = ("read", "write", "off")
@@ -40,10 +41,12 @@ def entry_path(key: str) -> Path:
 
 
 def entry(cfg: RunConfig) -> dict | None:
-    """The stored entry of run `cfg`, or None (or when the store is off)."""
+    """The stored entry of run `cfg`, or None (also when the store is off, or the entry was computed on another
+    version of the embedded world: the runs of a changed world are recomputed)."""
     if mode() == "off":
         return None
-    return read_json(entry_path(cfg.key()))
+    found = read_json(entry_path(cfg.key()))
+    return found if found is not None and found["record"].get("world_version") == WORLD_VERSION else None
 
 
 def stored_record(cfg: RunConfig) -> dict | None:

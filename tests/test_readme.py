@@ -48,3 +48,11 @@ def test_relative_link_parser():
     text = ("[a](notebooks/x.ipynb) ![b](figures/y.png) [c](https://example.org) [d](#anchor) "
             "[e](docs/F.md#part) `[f](in/code.md)`\n```\n[g](in/fence.md)\n```\n")
     assert _relative_links(text) == ["notebooks/x.ipynb", "figures/y.png", "docs/F.md#part"]
+
+
+def test_claims_table_is_the_one_written_from_the_verdict_files():
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from claims_table import readme_with_table
+    readme = (ROOT / "README.md").read_text()
+    assert readme_with_table(readme) == readme, "run `python scripts/claims_table.py --write`"

@@ -102,3 +102,16 @@ def test_two_processes_that_need_one_run_train_it_once(private_cache):
     assert len(digests) == 1
     again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600).stdout
     assert "TRAINED" not in again and again.strip().splitlines()[-1] in digests
+
+
+def test_runs_of_another_world_version_are_recomputed(monkeypatch, private_cache):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    run_or_load(TINY, ("knn",), progress=False, eval_size=300)
+    for path in (store.entry_path(TINY.key()), run_dir(TINY) / "run.json"):
+        entry = json.loads(path.read_text())
+        (entry.get("record") or entry)["world_version"] = 3                 # as if rendered by an older world
+        path.write_text(json.dumps(entry))
+    assert store.entry(TINY) is None
+    with pytest.warns(UserWarning, match="embedded world of version 3"):
+        run_or_load(TINY, ("knn",), progress=False, eval_size=300)
+    assert json.loads(store.entry_path(TINY.key()).read_text())["record"]["world_version"] != 3

@@ -635,7 +635,7 @@ def _balanced(name: str, pool, split: str, seed: int, image_size: int, size: int
 @register_dataset("curated")
 def curated(split: str = "train", seed: int = 0, image_size: int = 32, size: int = 0) -> ImageSet:
     """120 balanced concepts, one large (40-70% of the side), roughly centred object per image,
-    backgrounds at CURATED_CONTRAST (0.2). Default 5,000 train / 2,000 test (size overrides train only)."""
+    backgrounds at 0.2 contrast (CURATED_CONTRAST). Default 5,000 train / 2,000 test (size overrides train only)."""
     return _balanced("curated", CURATED, split, seed, image_size, size, curated.__doc__)
 
 
