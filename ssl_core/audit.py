@@ -28,7 +28,8 @@ from ssl_core.data import DATASETS, cache_dir
 from ssl_core.evaluate import EVALS
 from ssl_core.runs import cpu_model, pretrain, run_or_load
 
-TOLERANCE = 3.0   # points of accuracy between machine kinds (see README: measured as 1 vs 2 threads' spread)
+TOLERANCE = 6.0   # points between machine kinds: 1 vs 2 threads (another reduction order) moved SimCLR at 32 epochs
+                  # by 4.9 kNN / 3.6 linear points, supervised by 0.4 / 0.5 (measured 2026-12-05 with --threads 2)
 
 
 def parse_eval_id(eval_id: str) -> tuple[str, str, int] | None:

@@ -98,7 +98,8 @@ def test_cache_round_trip_and_damage(cache):
 def test_mask_marks_where_the_object_changed_the_background():
     data = load_dataset("curated", "train", seed=4, size=300)
     photo = data.meta["background"] < len(world.PHOTOS)                   # photo backgrounds need no draws
-    bg = world.backgrounds(data.meta["background"][photo], data.meta["crop"][photo], None, 32, 0.6)
+    bg = world.backgrounds(data.meta["background"][photo], data.meta["crop"][photo], None, 32,
+                            world.CURATED_CONTRAST)
     bg = (bg * 255).round().clamp(0, 255)
     diff = (data.images[photo].float() - bg).abs().amax(1)                   # (n, H, W)
     on = data.masks[photo] > 0
