@@ -39,7 +39,8 @@ def watch_children(stop: threading.Event, seen: dict) -> None:
     while not stop.is_set():
         for p in me.children(recursive=True):
             try:
-                seen[p.pid] = (p, p.name())
+                if "resource_tracker" not in " ".join(p.cmdline()):   # multiprocessing's, lives with this process
+                    seen[p.pid] = (p, p.name())
             except psutil.NoSuchProcess:
                 pass
         stop.wait(0.2)
