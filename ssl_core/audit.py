@@ -66,6 +66,7 @@ def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
             skipped += 1
             continue
         name, dataset, size = parsed
+        torch.set_num_threads(threads or int(rows[0].get("threads", recorded)))   # as the rows were computed
         now = run_or_load(cfg, (name,), dataset, progress=False, eval_size=size)
         for old, new in zip(rows, now.to_dict("records")):
             if same_kind and old["value"] != new["value"]:
@@ -94,7 +95,10 @@ def main(argv=None) -> int:
         print(f"audit: the store {store.store_dir()} holds no trained run")
         return 1
     if args.cheapest:                                                   # of the runs with rows to recompute
-        checkable = [e for e in entries if any(parse_eval_id(k) for k in e["rows"])] or entries
+        # rows from before they named their threads were computed with 1 thread in a grid worker; a run that
+        # trained with more (alone) may have been evaluated with either, so only 1-thread runs are certain
+        checkable = [e for e in entries if any(parse_eval_id(k) and ("threads" in rows[0] or e["record"].get(
+            "threads") == 1) for k, rows in e["rows"].items())] or entries
         chosen = [min(checkable, key=lambda e: e["record"]["train_seconds"])]
     else:
         chosen = random.Random(args.seed).sample(entries, min(args.runs, len(entries)))

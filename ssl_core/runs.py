@@ -169,7 +169,7 @@ def cached_rows(cfg: RunConfig, eval_name: str, compute: Callable[[], list[dict]
     if has_rows(cfg, eval_name):
         rows = cached["rows"]
     else:
-        rows = compute()
+        rows = [dict(row, threads=torch.get_num_threads()) for row in compute()]   # the audit evaluates alike
         write_json({"model_sha256": record["model_sha256"], "rows": rows}, path)
     store.add(cfg, record, eval_name, rows)
     return rows
