@@ -45,15 +45,8 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
     alone with that many threads gives the same bits. Runs already cached are read here.
     """
     at_least("parallel", parallel, 0)
-    outcomes: list[Outcome | None] = [None] * len(configs)
-    todo: dict[str, list[int]] = {}                      # run key -> indices of its configs: one job per run
-    for i, cfg in enumerate(configs):
-        if fully_cached(cfg, evals, eval_dataset, eval_size):
-            outcomes[i] = run_or_load(cfg, evals, eval_dataset, False, eval_size)
-        else:
-            todo.setdefault(cfg.key(), []).append(i)
-    workers, threads = auto_parallel([configs[i[0]] for i in todo.values()]) if parallel == 0 else (
-        parallel, max(1, torch.get_num_threads() // parallel))
+    outcomes, todo = split_cached(configs, evals, eval_dataset, eval_size)
+    workers, threads = schedule([configs[i[0]] for i in todo.values()], parallel)
     if workers <= 1:
         for indices in progress(list(todo.values()), desc=f"runs ({len(configs) - len(todo)} cached)"):
             outcomes_of = _run_one(configs[indices[0]], evals, eval_dataset, eval_size, progress_bar=True)
@@ -76,6 +69,28 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
                 running.pop(future)
                 bar.update()
     return outcomes
+
+
+def split_cached(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,
+                 eval_size: int) -> tuple[list[Outcome | None], dict[str, list[int]]]:
+    """The outcomes of the configs already stored or cached (read here; None for the others), and the rest
+    as {run key: indices of its configs}: one job per run, however often the grid lists it."""
+    outcomes: list[Outcome | None] = [None] * len(configs)
+    todo: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        if fully_cached(cfg, evals, eval_dataset, eval_size):
+            outcomes[i] = run_or_load(cfg, evals, eval_dataset, False, eval_size)
+        else:
+            todo.setdefault(cfg.key(), []).append(i)
+    return outcomes, todo
+
+
+def schedule(configs: list[RunConfig], parallel: int) -> tuple[int, int]:
+    """(runs at a time, threads per run) for the uncached runs `configs`: `parallel` of them sharing this
+    process's threads, or auto_parallel's choice for parallel=0."""
+    if parallel == 0:
+        return auto_parallel(configs)
+    return parallel, max(1, torch.get_num_threads() // parallel)
 
 
 def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
@@ -139,13 +154,7 @@ def run_ray(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str 
 
     at_least("cpus_per_run", cpus_per_run, 0)
     at_least("gpus_per_run", gpus_per_run or 0, 0)
-    outcomes: list[Outcome | None] = [None] * len(configs)
-    todo: dict[str, list[int]] = {}                      # run key -> indices of its configs: one task per run
-    for i, cfg in enumerate(configs):
-        if fully_cached(cfg, evals, eval_dataset, eval_size):
-            outcomes[i] = run_or_load(cfg, evals, eval_dataset, False, eval_size)
-        else:
-            todo.setdefault(cfg.key(), []).append(i)
+    outcomes, todo = split_cached(configs, evals, eval_dataset, eval_size)
     if not todo:
         return outcomes
 

@@ -23,7 +23,6 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Callable
 
 import pandas as pd
@@ -148,12 +147,17 @@ def _train_and_record(cfg: RunConfig, progress: bool) -> dict:
     return record
 
 
+def _rows_of_weights(cached, record: dict | None) -> list[dict] | None:
+    """The rows of a cached evaluation file if they were computed from the weights `record` names."""
+    if record is None or not isinstance(cached, dict) or cached.get("model_sha256") != record["model_sha256"]:
+        return None
+    return cached["rows"]
+
+
 def has_rows(cfg: RunConfig, eval_name: str) -> bool:
     """Whether the rows `eval_name` of run `cfg` are stored, or cached from its current weights."""
-    if store.stored_rows(cfg, eval_name) is not None:
-        return True
-    record, cached = read_record(cfg), read_json(eval_path(cfg, eval_name))
-    return record is not None and isinstance(cached, dict) and cached.get("model_sha256") == record["model_sha256"]
+    return store.stored_rows(cfg, eval_name) is not None or \
+        _rows_of_weights(read_json(eval_path(cfg, eval_name)), read_record(cfg)) is not None
 
 
 def cached_rows(cfg: RunConfig, eval_name: str, compute: Callable[[], list[dict]]) -> list[dict]:
@@ -165,10 +169,8 @@ def cached_rows(cfg: RunConfig, eval_name: str, compute: Callable[[], list[dict]
         return rows
     record = pretrain(cfg, progress=False)
     path = eval_path(cfg, eval_name)
-    cached = read_json(path)
-    if has_rows(cfg, eval_name):
-        rows = cached["rows"]
-    else:
+    rows = _rows_of_weights(read_json(path), record)
+    if rows is None:
         rows = [dict(row, threads=torch.get_num_threads()) for row in compute()]   # the audit evaluates alike
         write_json({"model_sha256": record["model_sha256"], "rows": rows}, path)
     store.add(cfg, record, eval_name, rows)
@@ -197,9 +199,9 @@ def run_or_load(cfg: RunConfig, evals: tuple[str, ...] = ("knn", "linear"), eval
     valid("cfg", cfg)
     check_evals(evals, eval_dataset, eval_size)
     eval_dataset = eval_dataset or cfg.dataset
-    record = store.stored_record(cfg) if all(
-        store.stored_rows(cfg, eval_id(name, eval_dataset, eval_size)) is not None for name in evals) else None
-    record = record or pretrain(cfg, progress)
+    stored = store.entry(cfg)                           # every row stored: no weights, no training
+    names = [eval_id(name, eval_dataset, eval_size) for name in evals]
+    record = stored["record"] if stored and all(n in stored["rows"] for n in names) else pretrain(cfg, progress)
     device = resolve_device(cfg.device)
     shared: dict = {}                                   # encoder, data and features shared by the evaluations
 
@@ -294,12 +296,12 @@ def plan(configs: list[RunConfig], parallel: int = 0) -> pd.DataFrame:
     device, with the threads each run will get when `parallel` runs train at once (0: as run_grid's
     automatic choice), and divides the total by the runs at a time; evaluation time is not included.
     """
-    from ssl_core.backends import auto_parallel   # (backends builds on this module)
+    from ssl_core.backends import schedule   # (backends builds on this module)
     valid_list("configs", configs)
     at_least("parallel", typed("parallel", parallel, int), 0)
     check_resources(configs, finished)
     todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
-    workers, threads = auto_parallel(todo) if parallel == 0 else (parallel, max(1, torch.get_num_threads() // parallel))
+    workers, threads = schedule(todo, parallel)
     workers = max(1, min(workers, len(todo)))
     step_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
