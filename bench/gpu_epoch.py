@@ -23,7 +23,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
 from bench.step import ssl_core_step  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
-from ssl_core.config import RunConfig, at_least  # noqa: E402
+from ssl_core.checks import at_least  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
 
 # dense bf16 tensor peaks (TFLOP/s) from the vendors' data sheets, matched against torch's device name

@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 from bench.timing import Target  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import cache_dir, load_dataset  # noqa: E402
-from ssl_core.runs import run_grid  # noqa: E402
+from ssl_core.grid import run_grid  # noqa: E402
 
 TITLE = "Grid throughput: small runs one after another and several at a time"
 CASES = {"one after another (parallel=1)": 1, "several at a time (parallel=0, automatic)": 0}

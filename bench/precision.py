@@ -35,7 +35,8 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from ssl_core.config import RunConfig, at_least  # noqa: E402
+from ssl_core.checks import at_least  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.runs import run_or_load  # noqa: E402
 from ssl_core.stats import Effect, effect  # noqa: E402
 

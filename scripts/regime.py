@@ -14,7 +14,7 @@ import argparse
 import pandas as pd
 
 from ssl_core.config import RunConfig
-from ssl_core.runs import plan, run_grid
+from ssl_core.grid import plan, run_grid
 
 BASE = RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=1e-3,
                  temperature=0.1)

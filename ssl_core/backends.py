@@ -8,7 +8,7 @@
 A backend returns one outcome per config, in order: the run's tidy rows (a DataFrame), or the
 message of a run that diverged (the others still finish; any other error is raised). All of them
 read and write the same content-addressed cache, so they mix freely: a run finished by one is
-cached for all. `runs.run_grid` is the entry point; these are its engines.
+cached for all. `grid.run_grid` is the entry point; these are its engines.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from ssl_core.config import RunConfig, at_least
+from ssl_core.config import RunConfig
+from ssl_core.checks import at_least
 from ssl_core.data import cache_dir
 from ssl_core.io import write_json
 from ssl_core.lifetime import watch_parent

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 import torch.fx.experimental._config as fx_config
 
-from ssl_core.config import RunConfig, at_least, positive
+from ssl_core.config import RunConfig
+from ssl_core.checks import at_least, positive
 from ssl_core.data import load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.flops import footprint, training_step_flops

@@ -1,7 +1,7 @@
 """RunConfig: everything that defines one pretraining run, in one flat, frozen, typed dataclass.
 
-A config is validated before any compute (`validate()`; `check_resources()` then compares what its run
-needs with this machine and its pretraining set), and its `key()` is a stable content
+A config checks itself alone (`validate()`: types, ranges, fixed sets; ssl_core.preflight checks its names
+against the registries and what its run needs on this machine), and its `key()` is a stable content
 hash used by the run cache and the committed results store. Fields that only say *where* or *how*
 a run executes (`device`, `compile`) are left out of the key: the result of a run is a property of
 the recipe, and its provenance records where it was computed. Fields at their default value are
@@ -11,14 +11,13 @@ existing key; for the same reason a field's default is never changed (tests/test
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
-import math
 import re
 import typing
 from dataclasses import dataclass
-from typing import Callable
+
+from ssl_core.checks import choose, positive, typed, within
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OPTIMIZERS = ("adamw", "sgd")
@@ -92,18 +91,9 @@ class RunConfig:
         """Raise ValueError naming the parameter, its bad value and what is allowed: a wrong type, a float that
         is not finite, a value outside its range (RANGES: upper bounds keep a typo from allocating what no
         machine has) or outside its set."""
-        from ssl_core.data import DATASETS
-        from ssl_core.losses import DISTILL_TARGETS
-        from ssl_core.methods import METHODS
-        from ssl_core.methods.dnc import DNC_BASES, DNC_EXPERT_DATA, DNC_PARTITIONS, DNC_SCHEDULES
-        from ssl_core.models import ENCODERS
-
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             typed(f.name, getattr(self, f.name), hints[f.name])
-        choose("method", self.method, METHODS)
-        choose("dataset", self.dataset, DATASETS)
-        choose("encoder", self.encoder, ENCODERS)
         choose("optimizer", self.optimizer, OPTIMIZERS)
         choose("precision", self.precision, PRECISIONS)
         if not _DEVICE.match(self.device):
@@ -127,11 +117,6 @@ class RunConfig:
         for name in ("mae_decoder_dim", "clip_text_dim"):   # attention heads of 32 channels
             if getattr(self, name) % 32:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: must be a multiple of 32")
-        choose("dnc_base", self.dnc_base, DNC_BASES)
-        choose("dnc_schedule", self.dnc_schedule, DNC_SCHEDULES)
-        choose("dnc_partition", self.dnc_partition, DNC_PARTITIONS)
-        choose("dnc_expert_data", self.dnc_expert_data, DNC_EXPERT_DATA)
-        choose("dnc_targets", self.dnc_targets, DISTILL_TARGETS)
         return self
 
 
@@ -146,164 +131,3 @@ RANGES = {
     "dino_local_crops": (0, 64), "mae_decoder_dim": (1, 65536), "mae_decoder_depth": (1, 64),
     "clip_text_dim": (1, 65536), "clip_text_depth": (1, 64), "dnc_clusters": (2, 1024), "seed": (0, None),
 }
-TYPE_WORDS = {str: "a string (str)", int: "an integer (int)", float: "a number (float)", bool: "True or False (bool)"}
-
-
-def typed(name: str, value, kind: type):
-    """`value` if it is a `kind` (str, int, float or bool: a bool is no int, an int is a float and is returned as
-    one); else raise naming the parameter. A float must be finite."""
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if not ok:
-        raise ValueError(f"{name}={value!r} has the wrong type: expected {TYPE_WORDS[kind]}")
-    if kind is float:
-        if not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} is not allowed: must be a finite number")
-        return float(value)
-    return value
-
-
-def valid(name: str, cfg) -> RunConfig:
-    """`cfg` validated, if it is a RunConfig; else raise naming the parameter."""
-    if not isinstance(cfg, RunConfig):
-        raise ValueError(f"{name}={cfg!r} has the wrong type: expected a RunConfig")
-    return cfg.validate()
-
-
-def valid_list(name: str, configs) -> list[RunConfig]:
-    """`configs`, if it is a list or tuple of RunConfig, each validated; else raise naming the parameter."""
-    if not isinstance(configs, (list, tuple)):
-        raise ValueError(f"{name}={configs!r} has the wrong type: expected a list of RunConfig")
-    return [valid(f"{name}[{i}]", cfg) for i, cfg in enumerate(configs)]
-
-
-def choose(name: str, value, allowed) -> None:
-    """Raise unless `value` is one of `allowed` (a sequence or a registry dict)."""
-    try:
-        ok = value in allowed
-    except TypeError:   # unhashable: a list or dict where a name was expected
-        ok = False
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: choose one of {sorted(allowed)}")
-
-
-def choose_each(name: str, values, allowed) -> None:
-    """Raise unless `values` is a list or tuple of elements of `allowed`."""
-    if not isinstance(values, (list, tuple)):
-        raise ValueError(f"{name}={values!r} has the wrong type: expected a list or tuple of names from "
-                         f"{sorted(allowed)}, e.g. {tuple(sorted(allowed)[:1])}")
-    for value in values:
-        choose(name, value, allowed)
-
-
-def at_least(name: str, value, low) -> None:
-    if not value >= low:
-        raise ValueError(f"{name}={value!r} is not allowed: must be >= {low}")
-
-
-def within(name: str, value, low, high) -> None:
-    """Raise unless low <= value <= high (high None: no upper bound)."""
-    at_least(name, value, low)
-    if high is not None and not value <= high:
-        raise ValueError(f"{name}={value!r} is not allowed: must be <= {high}")
-
-
-def positive(name: str, value) -> None:
-    if not value > 0:
-        raise ValueError(f"{name}={value!r} is not allowed: must be > 0")
-
-
-def check_evals(evals, eval_dataset, eval_size) -> None:
-    """Raise unless `evals` is a list or tuple of evaluation names (ssl_core.evaluate.EVALS), `eval_dataset`
-    None or a dataset name and `eval_size` a number of images."""
-    from ssl_core.data import DATASETS
-    from ssl_core.evaluate import EVALS
-    choose_each("evals", evals, EVALS)
-    if eval_dataset is not None:
-        choose("eval_dataset", eval_dataset, DATASETS)
-    within("eval_size", typed("eval_size", eval_size, int), *RANGES["dataset_size"])
-
-
-# --- resources: what a run needs, checked before any compute -------------------------------------------------
-
-def check_resources(configs: list[RunConfig], finished: Callable[[RunConfig], object] = lambda cfg: None) -> None:
-    """Refuse, before any compute, a run this machine cannot train: one whose rough memory need (memory_need)
-    is more than its device has, a batch larger than its pretraining set, or (DnC) more clusters than the set
-    can fill. Runs for which `finished(cfg)` is not None are read, not trained, and are not checked."""
-    from ssl_core.data import load_dataset
-    from ssl_core.methods.dnc import check_clusters
-    from ssl_core.train import steps_per_epoch
-
-    todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
-    for cfg in todo:
-        parts, (have, where) = memory_need(cfg), device_memory(cfg.device)
-        need = sum(size for _, size in parts.values())
-        if need > have:   # named: the parameters of the parts that hold a quarter of the need or more
-            largest = sorted(parts.values(), key=lambda part: -part[1])
-            knobs = ", ".join(f"{knob}={getattr(cfg, knob)!r}" for knob, size in largest if size >= need / 4)
-            detail = ", ".join(f"{what} ~{gb(size)} GB" for what, (_, size) in parts.items() if size)
-            raise ValueError(f"{knobs}: the run would need ~{gb(need)} GB, {where} has {gb(have)} GB "
-                             f"({cfg.method} on {cfg.encoder}: {detail})")
-    sizes: dict[tuple, int] = {}                                   # images per pretraining set, read once
-    for cfg in todo:
-        source = (cfg.dataset, cfg.image_size, cfg.dataset_size)
-        if source not in sizes:
-            sizes[source] = len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size, size=cfg.dataset_size))
-        steps_per_epoch(cfg, sizes[source])                         # refuses a batch larger than the set
-        if cfg.method == "dnc":
-            check_clusters(cfg, sizes[source])
-
-
-def memory_need(cfg: RunConfig) -> dict[str, tuple[str, float]]:
-    """Rough bytes a training run of `cfg` holds at once, as {part: (the parameter that sets it, bytes)}: the
-    model's fp32 weights, gradients and two AdamW moments; the encoder's activations on a batch of views; the
-    `dataset_size` pretraining images on the device (none counted for 0, the dataset's default)."""
-    params, trainable, per_image = model_size(cfg.replace(seed=0, epochs=0.0, batch_size=2, lr=1e-3,
-                                                          temperature=0.1))   # one build per model shape
-    return {"weights, gradients and AdamW state": ("encoder" if cfg.encoder.startswith("vit") else "width",
-                                                   4.0 * params + 12.0 * trainable),
-            "activations of a batch": ("batch_size", 4.0 * cfg.batch_size * (2 + cfg.dino_local_crops) * per_image),
-            "images": ("dataset_size", 3.0 * cfg.image_size ** 2 * cfg.dataset_size)}
-
-
-@functools.lru_cache(maxsize=64)
-def model_size(cfg: RunConfig) -> tuple[int, int, int]:
-    """(parameters, trainable parameters, elements the encoder's layers output per image) of `cfg`'s model,
-    built and run on the meta device: nothing is allocated or computed. An output that is the layer's input
-    (Identity, Dropout(0), in-place ReLU) holds nothing new. Within ~10% of the measured activations of a
-    ResNet-18 and a ViT-Tiny (batch 64, fp32 CPU)."""
-    import torch
-    from ssl_core.methods import METHODS
-
-    outputs = []
-    with torch.device("meta"):
-        model = METHODS[cfg.method](cfg, 1000)
-        for layer in model.encoder.modules():
-            if not any(layer.children()):
-                layer.register_forward_hook(lambda layer, inputs, out: outputs.append(
-                    0 if out is inputs[0] else out.numel()))
-        model.encoder(torch.empty(1, 3, cfg.image_size, cfg.image_size))
-    return (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad),
-            sum(outputs))
-
-
-def device_memory(device: str) -> tuple[int, str]:
-    """(bytes, its words) of the memory a run on `device` trains in: its CUDA GPU's own, else this machine's."""
-    import psutil
-    import torch
-    from ssl_core.train import resolve_device
-
-    d = resolve_device(device)
-    if d.type == "cuda":
-        if not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} is not allowed: this machine has {torch.cuda.device_count()} "
-                             f"CUDA GPU(s)")
-        return torch.cuda.get_device_properties(d).total_memory, "this GPU"
-    return psutil.virtual_memory().total, "this machine"
-
-
-def gb(size: float) -> str:
-    """`size` bytes in GB, to two significant figures or whole GB."""
-    return f"{size / 1e9:,.0f}" if size >= 1e10 else f"{size / 1e9:.2g}"

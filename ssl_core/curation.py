@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.config import RunConfig, at_least
+from ssl_core.config import RunConfig
+from ssl_core.checks import at_least
 from ssl_core.data.views import normalize
 from ssl_core.evaluate import inference_batch
 from ssl_core.methods import to_channels_last

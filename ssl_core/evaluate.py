@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.config import at_least, positive
+from ssl_core.checks import at_least, choose, positive
 from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize
 from ssl_core.registry import registrar
@@ -459,7 +459,6 @@ def representation_eval(encoder, train: ImageSet, test: ImageSet, device, cache:
 
 def evaluate(encoder, train: ImageSet, test: ImageSet, device, names=("knn", "linear")) -> list[dict]:
     """Run the evaluations `names` (keys of EVALS) on one feature cache; their rows, concatenated."""
-    from ssl_core.config import choose
     for name in names:
         choose("evaluation", name, EVALS)
     cache: dict = {}

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssl_core.config import at_least, choose
+from ssl_core.checks import at_least, choose
 
 
 def count_flops(fn: Callable, *args, **kwargs) -> int:

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ssl_core.checks import choose
 from ssl_core.registry import registrar
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {}
@@ -22,7 +23,6 @@ register_encoder = registrar(ENCODERS, "encoder")
 
 
 def build_encoder(name: str, width: int = 64, image_size: int = 32) -> nn.Module:
-    from ssl_core.config import choose
     choose("encoder", name, ENCODERS)
     return ENCODERS[name](width=width, image_size=image_size)
 

@@ -18,10 +18,13 @@ from types import ModuleType
 
 import yaml
 
-from ssl_core.config import RANGES, RunConfig, choose, positive, typed, within
+from ssl_core.checks import choose, positive, typed, within
+from ssl_core.config import RANGES, RunConfig
 from ssl_core.data.suite import SUITE
+from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import DNC_ABLATIONS
 from ssl_core.plots import outputs_dir, save_params
+from ssl_core.preflight import valid
 
 # The recipe of every embedded-world preset, chosen on SimCLR and supervised learning curves on `curated` alone
 # (scripts/regime.py, one seed, 32 epochs), before any claim's effect was looked at. From the recipe before it
@@ -171,7 +174,6 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
             params[name] = knob_value(name, value, types[name])
             if params[name] != PRESETS[notebook][preset][name]:
                 overrides[name] = params[name]
-    from ssl_core.methods import METHODS
     for name, allowed in {**CHOICES, **{knob: tuple(METHODS) for knob in METHOD_KNOBS}}.items():
         values = params.get(name, ())
         for value in [values] if isinstance(values, str) else values:
@@ -186,7 +188,7 @@ def resolve(notebook: str, preset: str, **knobs) -> dict:
     for t in params.get("temperatures", ()):
         positive("temperatures", t)
     params["views"] = {} if preset == "paper" else dict(VIEWS)   # real data: SimCLR's own views
-    base_config(params).validate()   # dataset, encoder, width, lr, device ... checked by RunConfig
+    valid("config", base_config(params))   # dataset, encoder, width, lr, device ... checked as a RunConfig
     params["output_dir"] = outputs_dir(notebook, preset, overrides)
     if overrides:
         save_params(params["output_dir"], dict(params, preset=preset, overrides=overrides))

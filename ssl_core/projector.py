@@ -16,7 +16,8 @@ import json
 import pandas as pd
 from torch import nn
 
-from ssl_core.config import RunConfig, choose
+from ssl_core.config import RunConfig
+from ssl_core.checks import choose
 from ssl_core.data import ImageSet
 from ssl_core.evaluate import (EVALS, feature_distribution_distance, feature_redundancy, features_for,
                                intra_class_variation)

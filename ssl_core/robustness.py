@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ssl_core.config import RunConfig, at_least, choose
+from ssl_core.config import RunConfig
+from ssl_core.checks import at_least, choose
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from ssl_core.data.real import CIFAR10C

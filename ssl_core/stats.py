@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from ssl_core.config import choose
+from ssl_core.checks import choose
 from ssl_core.io import write_json
 from ssl_core.plots import figures_dir
 

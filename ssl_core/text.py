@@ -14,7 +14,7 @@ import re
 import torch
 from torch import nn
 
-from ssl_core.config import at_least
+from ssl_core.checks import at_least
 
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssl_core import distributed
+from ssl_core import ddp
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.io import safe_load, save_atomic, sweep_stale_temporaries
@@ -106,8 +106,8 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
     # --- setup: data, model, optimiser, schedules ----------------------------------------------
     workdir.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(workdir)                                # left by a save that was killed
-    device = distributed.setup(resolve_device(cfg.device))          # torchrun: join the group, own GPU
-    rank, world = distributed.world()                                # (0, 1) in a plain process
+    device = ddp.setup(resolve_device(cfg.device))          # torchrun: join the group, own GPU
+    rank, world = ddp.world()                                # (0, 1) in a plain process
     precision = resolve_precision(cfg.precision, device)
     tune_device(device)
     if data is None:
@@ -120,7 +120,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
     labels = model.prepare(data, workdir, progress) if hasattr(model, "prepare") else data.labels
     total = round(getattr(model, "loop_epochs", cfg.epochs) * per_epoch)   # DnC: the distillation's share
     lrs = lr_schedule(cfg, total, per_epoch)
-    net = distributed.data_parallel(model, cfg.sync_bn, device)    # DDP under torchrun, else model itself
+    net = ddp.data_parallel(model, cfg.sync_bn, device)    # DDP under torchrun, else model itself
     net = torch.compile(net) if cfg.compile else net                 # the step compiles on its first call
     optimizer = make_optimizer(cfg, model)
     g = torch.Generator(device=device).manual_seed(cfg.seed * world + rank)   # augmentation, one stream per rank
@@ -148,7 +148,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
         if i == 0 or step == start:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             order = order.to(device)
-        idx = distributed.shard(order[i * cfg.batch_size:(i + 1) * cfg.batch_size], rank, world)   # this rank's part
+        idx = ddp.shard(order[i * cfg.batch_size:(i + 1) * cfg.batch_size], rank, world)   # this rank's part
         for group in optimizer.param_groups:
             group["lr"] = lrs[step]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -164,7 +164,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
 
         # --- epoch end: check for divergence, record, checkpoint --------------------------------
         if i == per_epoch - 1 or step == total - 1:
-            mean = distributed.mean(epoch_loss / epoch_steps).item()   # over ranks
+            mean = ddp.mean(epoch_loss / epoch_steps).item()   # over ranks
             if not math.isfinite(mean):
                 raise Diverged(f"{cfg.method}: loss became {mean} in epoch {epoch} (lr={cfg.lr}, "
                                f"batch_size={cfg.batch_size}, temperature={cfg.temperature})")
@@ -172,7 +172,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
             bar.set_postfix(loss=f"{mean:.3f}")
             now = time.perf_counter()
             seconds, t0 = seconds + now - t0, now
-            generators = distributed.gather_objects(g.get_state())
+            generators = ddp.gather_objects(g.get_state())
             if rank == 0:                                                # the cache has one writer
                 # plain data only, for weights_only loading: the lr set from `lrs` is numpy's float64
                 state = optimizer.state_dict()

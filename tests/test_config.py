@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ssl_core.config import RunConfig
+from ssl_core.preflight import valid
 from ssl_core.presets import PRESETS, base_config, resolve
 
 
@@ -59,7 +60,7 @@ def test_config_is_frozen():
 ])
 def test_bad_values_name_the_parameter(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        RunConfig(**change).validate()
+        valid("cfg", RunConfig(**change))
 
 
 @pytest.mark.parametrize("knobs,message", [

@@ -23,11 +23,12 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_core import distributed
+from ssl_core import ddp, distributed
 from ssl_core.config import RunConfig
 from ssl_core.losses import dcl, dclw, info_nce
 from ssl_core.methods import METHODS
-from ssl_core.runs import read_record, run_grid
+from ssl_core.grid import run_grid
+from ssl_core.runs import read_record
 
 B = 8                                      # the global batch
 LOSSES = {"info_nce": partial(info_nce, temperature=0.5), "dcl": partial(dcl, temperature=0.5),
@@ -68,14 +69,14 @@ def loss_and_grads(params, loss):
 def head_step(loss_fn, part):
     """Loss and gradients of a linear head on the views' rows `part`, gathered (a no-op alone)."""
     f1, f2, head = head_inputs()
-    net = distributed.data_parallel(head, False, torch.device("cpu"))
+    net = ddp.data_parallel(head, False, torch.device("cpu"))
     z1, z2 = net(torch.cat([f1[part], f2[part]])).chunk(2)
-    return loss_and_grads(list(head.parameters()), loss_fn(*distributed.gather(z1, z2)))
+    return loss_and_grads(list(head.parameters()), loss_fn(*ddp.gather(z1, z2)))
 
 
 def method_step(name, part):
     model = method(name)
-    net = distributed.data_parallel(model, False, torch.device("cpu"))
+    net = ddp.data_parallel(model, False, torch.device("cpu"))
     loss = net(constant_images()[part], torch.zeros(len(part), dtype=torch.long),
                torch.Generator().manual_seed(2))
     return loss_and_grads(list(model.parameters()), loss)
@@ -83,14 +84,14 @@ def method_step(name, part):
 
 def worker(out: str, config: str) -> None:
     """Run on every rank by torchrun."""
-    distributed.setup(torch.device("cpu"))
-    rank, n = distributed.world()
-    part = distributed.shard(torch.arange(B), rank, n)
-    results = {"world": n, "parts": distributed.gather(part)[0]}
+    ddp.setup(torch.device("cpu"))
+    rank, n = ddp.world()
+    part = ddp.shard(torch.arange(B), rank, n)
+    results = {"world": n, "parts": ddp.gather(part)[0]}
     results.update({f"head/{k}": head_step(fn, part) for k, fn in LOSSES.items()})
     results.update({f"method/{k}": method_step(k, part) for k in ("simclr", "dcl")})
     try:
-        distributed.data_parallel(nn.Linear(2, 2), True, torch.device("cpu"))
+        ddp.data_parallel(nn.Linear(2, 2), True, torch.device("cpu"))
     except ValueError as err:
         results["sync_bn_on_cpu"] = str(err)
     if rank == 0:
@@ -143,21 +144,21 @@ def test_ranks_gather_the_global_batch_in_order(ranks):
 @pytest.mark.parametrize("b, n", [(8, 1), (8, 2), (12, 3), (64, 8)])
 def test_sharding_covers_the_global_batch_exactly_once(b, n):
     idx = torch.randperm(b, generator=torch.Generator().manual_seed(b))
-    parts = [distributed.shard(idx, r, n) for r in range(n)]
+    parts = [ddp.shard(idx, r, n) for r in range(n)]
     assert all(len(p) == b // n for p in parts)
     assert torch.cat(parts).tolist() == idx.tolist()
 
 
 def test_a_global_batch_that_does_not_split_evenly_fails():
     with pytest.raises(ValueError, match="batch_size=10 is not allowed on 4 processes"):
-        distributed.shard(torch.arange(10), 0, 4)
+        ddp.shard(torch.arange(10), 0, 4)
 
 
 def test_one_process_is_a_plain_process():
     z = torch.randn(4, 3)
-    assert distributed.world() == (0, 1) and distributed.gather(z)[0] is z
+    assert ddp.world() == (0, 1) and ddp.gather(z)[0] is z
     model = nn.Linear(3, 2)
-    assert distributed.data_parallel(model, True, torch.device("cpu")) is model
+    assert ddp.data_parallel(model, True, torch.device("cpu")) is model
 
 
 def test_torchrun_entry_point_pretrains_into_the_cache(ranks, monkeypatch):

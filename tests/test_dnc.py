@@ -8,6 +8,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import load_dataset
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import DivideAndContrast, budget
+from ssl_core.preflight import valid
 from ssl_core.train import train
 
 
@@ -94,4 +95,4 @@ def test_ablations_run(ablation, data, tmp_path):
 @pytest.mark.parametrize("field", ["dnc_partition", "dnc_expert_data", "dnc_targets", "dnc_schedule", "dnc_base"])
 def test_bad_options_fail_before_any_compute(field):
     with pytest.raises(ValueError, match=f"{field}='nope' is not allowed: choose one of"):
-        TINY.replace(**{field: "nope"}).validate()
+        valid("cfg", TINY.replace(**{field: "nope"}))

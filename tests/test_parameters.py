@@ -15,7 +15,8 @@ import pytest
 from ssl_core.config import RunConfig
 from ssl_core.data import load_dataset
 from ssl_core.presets import PRESETS, code_cells, knob_value, parameter_types, resolve, resolve_notebook
-from ssl_core.runs import plan, pretrain, run_grid, run_or_load
+from ssl_core.grid import plan, run_grid
+from ssl_core.runs import pretrain, run_or_load
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = "04_dcl_batch_size"

@@ -8,7 +8,8 @@ ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from ssl_core.config import RunConfig  # noqa: E402
-from ssl_core.runs import read_record, run_grid  # noqa: E402
+from ssl_core.grid import run_grid  # noqa: E402
+from ssl_core.runs import read_record  # noqa: E402
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet18", width=8, epochs=1.0,
                  batch_size=64, device="cpu")

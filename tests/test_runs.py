@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ssl_core.config import RunConfig
-from ssl_core.runs import file_sha256, pretrain, run_dir, run_grid, run_or_load
+from ssl_core.grid import run_grid
+from ssl_core.runs import file_sha256, pretrain, run_dir, run_or_load
 from ssl_core.train import Diverged
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=512, encoder="resnet18", width=8,
@@ -126,37 +127,47 @@ def test_batch_larger_than_dataset_fails_before_training():
 
 
 def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
-    import ssl_core.runs as runs
+    import ssl_core.grid as grid
     from ssl_core.methods.dnc import budget
     seconds = {"moclr": 3.0, "dnc": 1.0}
-    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: seconds[cfg.method])
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: seconds[cfg.method])
     cfg = TINY.replace(method="dnc", epochs=5.0)
     split, per_epoch = budget(cfg), 512 // 64
-    df = runs.plan([cfg, TINY.replace(method="moclr")])
+    df = grid.plan([cfg, TINY.replace(method="moclr")])
     assert df.est_seconds[0] == pytest.approx(round((split["base"] + split["experts"]) * per_epoch) * 3.0
                                               + round(split["distill"] * per_epoch) * 1.0)
     assert df.est_seconds[1] == pytest.approx(2.0 * per_epoch * 3.0)
 
 
 def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
-    import ssl_core.runs as runs
-    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: 1.0)
-    runs.plan([TINY])
+    import ssl_core.grid as grid
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
+    grid.plan([TINY])
     assert "torch.compile" not in capsys.readouterr().out
-    runs.plan([TINY, TINY.replace(seed=1, compile=True)])
+    grid.plan([TINY, TINY.replace(seed=1, compile=True)])
     assert "eager steps; torch.compile adds ~45 s per new setting" in capsys.readouterr().out
 
 
 def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkeypatch, capsys):
-    import ssl_core.runs as runs
+    import ssl_core.grid as grid
     timed = []
-    monkeypatch.setattr(runs, "measure_step_seconds", lambda cfg, threads=None: timed.append(threads) or 1.0)
-    grid = [TINY.replace(seed=s) for s in range(4)]
-    df = runs.plan(grid, parallel=2)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: timed.append(threads) or 1.0)
+    configs = [TINY.replace(seed=s) for s in range(4)]
+    df = grid.plan(configs, parallel=2)
     per_run = 2.0 * 512 // 64
     assert timed == [max(1, torch.get_num_threads() // 2)] and df.est_seconds.tolist() == [per_run] * 4
     assert f"2 at a time with {timed[0]} thread(s) each; estimated training time {4 * per_run / 2 / 60:.1f} min" \
         in capsys.readouterr().out
+
+
+def test_plan_counts_a_run_the_grid_lists_twice_once(monkeypatch, capsys):
+    import ssl_core.grid as grid
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
+    df = grid.plan([TINY, TINY.replace(seed=1), TINY], parallel=1)
+    per_run = 2.0 * 512 // 64
+    assert df.est_seconds.tolist() == [per_run, per_run, 0.0]
+    assert f"plan: 2 runs, 0 stored or cached, 2 to train on cpu, 1 at a time with {torch.get_num_threads()} " \
+           f"thread(s) each; estimated training time {2 * per_run / 60:.1f} min" in capsys.readouterr().out
 
 
 def test_eval_size_caches_apart_and_is_checked(monkeypatch):

@@ -9,7 +9,8 @@ import torch
 
 from ssl_core import store
 from ssl_core.config import RunConfig
-from ssl_core.runs import eval_path, run_dir, run_grid, run_or_load
+from ssl_core.grid import run_grid
+from ssl_core.runs import eval_path, run_dir, run_or_load
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet10", width=8,
                  epochs=1.0, batch_size=64, device="cpu")

@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from ssl_core.checks import choose, typed, within
+from ssl_core.config import RANGES
 from ssl_core.registry import registrar
 
 DATASETS: dict[str, Callable[..., "ImageSet"]] = {}
@@ -63,7 +65,6 @@ def load_dataset(name: str, split: str = "train", seed: int = 0, image_size: int
                  size: int = 0, **kwargs) -> ImageSet:
     """Build (or read from the cache) split `split` of dataset `name`; size 0 = its default. Bad arguments raise
     ValueError naming the parameter before anything is built."""
-    from ssl_core.config import RANGES, choose, typed, within
     choose("dataset", name, DATASETS)
     choose("split", split, SPLITS)
     within("seed", typed("seed", seed, int), 0, None)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from ssl_core.config import choose
+from ssl_core.checks import choose
 from ssl_core.data.world import generator
 
 SEVERITIES = (1, 2, 3, 4, 5)

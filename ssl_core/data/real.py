@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssl_core.config import choose
+from ssl_core.checks import choose
 from ssl_core.data import ImageSet, register_dataset
 from ssl_core.data.world import cached, generator
 

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ssl_core.config import choose
+from ssl_core.checks import choose
 from ssl_core.data import SPLITS, ImageSet, register_dataset
 from ssl_core.data import world
 from ssl_core.data.views import uniform

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ssl_core.config import choose
+from ssl_core.checks import choose
 
 DISTILL_TARGETS = ("both", "base", "experts")
 

@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from ssl_core.config import RunConfig
 from ssl_core.data.views import color_jitter, normalize_float, resized_crop_flip, views
-from ssl_core.distributed import gather
+from ssl_core.ddp import gather
 from ssl_core.losses import dino, dino_center
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.methods.momentum import MomentumTarget

@@ -35,7 +35,7 @@ from torch import nn
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize, views
-from ssl_core.distributed import gather_objects, world
+from ssl_core.ddp import gather_objects, world
 from ssl_core.evaluate import inference_batch
 from ssl_core.io import safe_load, save_atomic
 from ssl_core.losses import dnc_distill
@@ -61,7 +61,7 @@ def budget(cfg: RunConfig) -> dict[str, float]:
 def stage_costs(cfg: RunConfig) -> list[tuple[RunConfig, float]]:
     """What a DnC run trains, as (config whose step is timed, epochs of the full data): the base and the
     experts are `cfg.dnc_base` steps (the experts together cost their epochs of the full data), the
-    distillation is the student's step. For a time estimate (ssl_core.runs.plan)."""
+    distillation is the student's step. For a time estimate (ssl_core.grid.plan)."""
     split = budget(cfg)
     return [(cfg.replace(method=cfg.dnc_base), split["base"] + split["experts"]), (cfg, split["distill"])]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ssl_core.config import RunConfig
 from ssl_core.data.views import views
-from ssl_core.distributed import gather
+from ssl_core.ddp import gather
 from ssl_core.losses import byol, info_nce
 from ssl_core.methods import register_method, to_channels_last
 from ssl_core.models import build_encoder, mlp
