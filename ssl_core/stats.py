@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
+from scipy import integrate, optimize, stats as st
 
 from ssl_core.checks import choose
 from ssl_core.io import write_json
@@ -24,6 +24,7 @@ from ssl_core.plots import figures_dir
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 UNCONVERGED = "unconverged"
+POWER = 0.8              # of the smallest detectable effect (Effect.detectable)
 DECIDING_PRESETS = ("default", "paper")   # the others (smoke, quick) check the plumbing or give a first look
 
 
@@ -35,8 +36,30 @@ class Effect:
     n: int
     level: float = 0.95     # coverage of the interval [low, high]
 
+    @property
+    def detectable(self) -> float:
+        """The smallest true effect this design finds (its interval excludes 0) with probability POWER, given
+        the observed spread s of the n paired differences: d = c s / sqrt(n), where c is the noncentrality at
+        which the two-sided t-test at this level has that power, P(|T'(n-1, c)| > t_{(1+level)/2, n-1}) = POWER.
+        NaN with fewer than 2 values."""
+        if self.n < 2 or not np.isfinite(self.high):
+            return float("nan")
+        df, critical = self.n - 1, st.t.ppf((1 + self.level) / 2, self.n - 1)
+        c = optimize.brentq(lambda c: t_test_power(c, df, critical) - POWER, 0.0, 1e3)
+        return (self.high - self.mean) / critical * c
+
     def __str__(self) -> str:
-        return f"{self.mean:+.2f} [{100 * self.level:g}% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}]"
+        return (f"{self.mean:+.2f} [{100 * self.level:g}% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}; "
+                f"detects {self.detectable:.2f}]")
+
+
+def t_test_power(c: float, df: int, critical: float) -> float:
+    """P(|T'| > critical) for T' = (Z + c) / sqrt(V / df), Z ~ N(0, 1), V ~ chi2(df): the power of a two-sided t-test
+    at noncentrality c, integrated over V (scipy's noncentral t returns NaN over much of this range)."""
+    def given(v):
+        bound = critical * np.sqrt(v / df)
+        return st.chi2.pdf(v, df) * (st.norm.sf(bound - c) + st.norm.cdf(-bound - c))
+    return integrate.quad(given, 0, np.inf, limit=200)[0]
 
 
 def effect(differences, level: float = 0.95) -> Effect:
@@ -115,7 +138,7 @@ def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], 
     primary = primary or next(iter(effects), None)
     choose("primary", primary, effects)
     record = {"notebook": notebook, "preset": preset, "verdict": final, "primary": primary,
-              "effects": {k: dataclasses.asdict(e) for k, e in effects.items()}, "regime": regime}
+              "effects": {k: dataclasses.asdict(e) | {"detectable": e.detectable} for k, e in effects.items()}, "regime": regime}
     if still:
         record["unconverged"] = (f"still learning at the verdict's budget (more than {PLATEAU_GAIN:g} points over the "
                                  f"last doubling): " + "; ".join(regime_line(r) for r in still)

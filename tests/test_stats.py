@@ -95,3 +95,16 @@ def test_a_climbing_method_makes_the_verdict_unconverged(tmp_path, monkeypatch, 
     assert "decides nothing" in json.loads((tmp_path / "nb_verdict.json").read_text())["caveat"]
     with pytest.raises(ValueError, match="primary='c' is not allowed"):
         stats.save_verdict("nb", stats.REPRODUCED, {"a": e}, primary="c")
+
+
+def test_detectable_effect_is_found_with_80_percent_power_by_simulation():
+    # paired differences ~ N(d, 1) with d the detectable effect of a 5-seed design whose observed spread is 1:
+    # the 95% interval should exclude 0 in 80% of simulated experiments
+    observed = effect(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) / np.std([-1.0, -0.5, 0.0, 0.5, 1.0], ddof=1))
+    d = observed.detectable
+    rng = np.random.default_rng(0)
+    runs = [effect(rng.normal(d, 1.0, 5)) for _ in range(20000)]
+    power = np.mean([e.low > 0 or e.high < 0 for e in runs])
+    assert abs(power - 0.8) < 0.015, power
+    assert 1.5 < d < 2.0   # about 1.7 standard deviations at n=5; the normal approximation (2.8 / sqrt(5)) would say 1.25
+    assert np.isnan(effect([1.0]).detectable) and "detects" in str(observed)
