@@ -1,4 +1,4 @@
-"""Linear probe: ssl_core.evaluate.linear_probe (torch L-BFGS) vs scikit-learn's LogisticRegression.
+"""Linear probe: ssl_core.evaluate.linear.linear_probe (torch L-BFGS) vs scikit-learn's LogisticRegression.
 
 Both fit the same problem: multinomial logistic regression on the same standardised synthetic
 features (10,000 train x 512, 10 classes: Gaussian class means plus isotropic noise, so accuracy
@@ -17,7 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from ssl_core.evaluate import L2_GRID, _stratified_split, linear_probe
+from ssl_core.evaluate.linear import L2_GRID, _stratified_split, linear_probe
 
 
 def synthetic(n: int, dim: int, classes: int, separation: float, seed: int):

@@ -20,8 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
 from bench.timing import train_in_child
 from ssl_core.checks import at_least
-from ssl_core.config import RunConfig
-from ssl_core.train import steps_per_epoch
+from ssl_core.config import RunConfig, steps_per_epoch
 
 POLICIES = {"runtime default (unset)": None, "PASSIVE": "PASSIVE"}
 SHARINGS = {"alone": 1, "two runs at once": 2}

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.fx.experimental._config as fx_config
 
-from ssl_core.config import RunConfig
+from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.checks import at_least, positive
 from ssl_core.data import load_dataset
 from ssl_core.evaluate import EVALS
@@ -24,7 +24,7 @@ from ssl_core.flops import footprint, training_step_flops
 from ssl_core.methods import METHODS
 from ssl_core.runs import cached_rows, eval_id, finished, load_encoder
 from ssl_core.stats import Effect, blocked_anova, effect, paired_effect
-from ssl_core.train import resolve_device, steps_per_epoch
+from ssl_core.train import resolve_device
 
 REFERENCE = "supervised"   # the method whose epochs define the budget
 

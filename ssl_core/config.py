@@ -120,6 +120,11 @@ class RunConfig:
         return self
 
 
+def steps_per_epoch(cfg: RunConfig, n_images: int) -> int:
+    if cfg.batch_size > n_images:
+        raise ValueError(f"batch_size={cfg.batch_size} is not allowed: the pretraining set has only {n_images} images")
+    return n_images // cfg.batch_size     # drop the last partial batch
+
 # Allowed range [low, high] of each numeric field (high None: unbounded). The upper bounds are far beyond any
 # recipe here and keep a typo (width=100000) from allocating what no machine has; check_resources() then
 # compares a run's rough memory need with this machine's.

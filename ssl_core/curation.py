@@ -24,9 +24,7 @@ from torch import nn
 
 from ssl_core.config import RunConfig
 from ssl_core.checks import at_least
-from ssl_core.data.views import normalize
-from ssl_core.evaluate import inference_batch
-from ssl_core.methods import to_channels_last
+from ssl_core.evaluate.features import extract_features
 from ssl_core.runs import cached_rows, eval_id, load_model, run_dir
 
 HISTOGRAM_BINS = np.linspace(-1, 1, 81)   # cosine similarity, 0.025 wide
@@ -73,16 +71,13 @@ def negative_similarities(project: nn.Module, images: torch.Tensor, batches: lis
                           per_anchor: int = 8) -> pd.DataFrame:
     """Cosine similarity s(i, k) = z_i . z_k / (|z_i| |z_k|) between each anchor's projection z = project(x)
     and those of `per_anchor` of its negatives (the next ones in its batch), on un-augmented images.
-    `project` is an encoder followed by its projector, e.g. DnC's base model.
+    `project` is an encoder followed by its projector, e.g. DnC's base model; it runs in eval mode (extract_features).
     Shape: images (N, 3, H, W) uint8. Rows: similarity."""
     at_least("per_anchor", per_anchor, 1)
-    device = next(project.parameters()).device
-    index, batch = torch.cat(batches).unique(), inference_batch(device)
-    z = {}
-    for start in range(0, len(index), batch):
-        i = index[start:start + batch]
-        out = F.normalize(project(to_channels_last(normalize(images[i].to(device)))).float(), dim=1).cpu()
-        z.update(zip(i.tolist(), out))
+    index = torch.cat(batches).unique()
+    out = extract_features(project, images[index], channels_last=True,
+                           forward=lambda x: F.normalize(project(x).float(), dim=1))   # unit vectors, on the device
+    z = dict(zip(index.tolist(), out))
     values = []
     for batch in batches:
         zb = torch.stack([z[i] for i in batch.tolist()])                         # (B, P)

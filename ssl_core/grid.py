@@ -9,13 +9,13 @@ import torch
 
 from ssl_core.backends import BACKENDS, schedule
 from ssl_core.checks import at_least, choose, typed
-from ssl_core.config import RunConfig
+from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
 from ssl_core.runs import finished
-from ssl_core.train import make_optimizer, resolve_device, resolve_precision, steps_per_epoch
+from ssl_core.train import make_optimizer, resolve_device, resolve_precision
 
 
 def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"),

@@ -10,14 +10,14 @@ import psutil
 import torch
 
 from ssl_core.checks import choose, choose_each, typed, within
-from ssl_core.config import RANGES, RunConfig
+from ssl_core.config import RANGES, RunConfig, steps_per_epoch
 from ssl_core.data import DATASETS, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.losses import DISTILL_TARGETS
 from ssl_core.methods import METHODS
 from ssl_core.methods.dnc import DNC_BASES, DNC_EXPERT_DATA, DNC_PARTITIONS, DNC_SCHEDULES, check_clusters
 from ssl_core.models import ENCODERS
-from ssl_core.train import resolve_device, steps_per_epoch
+from ssl_core.train import resolve_device
 
 # The registry each name-valued RunConfig field must be a key (or element) of.
 REGISTRIES = {"method": METHODS, "dataset": DATASETS, "encoder": ENCODERS, "dnc_base": DNC_BASES,

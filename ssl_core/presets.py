@@ -31,7 +31,7 @@ from ssl_core.preflight import valid
 # (width 8, lr 1e-3, colour jitter 0.4 with 20% grey views, backgrounds at 0.6 contrast; SimCLR linear 45.4%):
 # no grey views and jitter 0.2 48.4% (colour is part of a class), lr 3e-3 50.2%; probed per factor SimCLR knew
 # colour (99%) and pattern (95%) but not shape (37%): it told images apart by their backgrounds. Backgrounds at
-# 0.2 contrast (ssl_core.data.world.CURATED_CONTRAST) 72.4%, supervised 95.3%; width 16 added ~1.4 points at 1.6x
+# 0.2 contrast (ssl_core.data.render.CURATED_CONTRAST) 72.4%, supervised 95.3%; width 16 added ~1.4 points at 1.6x
 # the time (66.9% against 65.5% at 0.3 contrast), so the width stays 8.
 RECIPE = dict(encoder="resnet10", width=8, lr=3e-3)
 VIEWS = dict(jitter=0.2, gray_p=0.0)     # RunConfig fields of the recipe that are not notebook knobs

@@ -3,7 +3,7 @@
 The paper explains why an MLP projector makes supervised pretraining transfer by three properties
 of the features that transfer (the backbone's; the projector is discarded): more intra-class
 variation, a smaller distance between the pretraining and the evaluation feature distributions,
-and less redundancy between feature dimensions. The metrics themselves live in ssl_core.evaluate;
+and less redundancy between feature dimensions. The metrics themselves live in ssl_core.evaluate.representation;
 this module picks which features to measure (`feature_map`), measures them on a pretraining set
 and several evaluation sets (`mechanism_rows`, `mechanism_frame`), and orients the differences so
 that the paper's prediction is positive (`oriented_effects`).
@@ -19,8 +19,10 @@ from torch import nn
 from ssl_core.config import RunConfig
 from ssl_core.checks import choose
 from ssl_core.data import ImageSet
-from ssl_core.evaluate import (EVALS, feature_distribution_distance, feature_redundancy, features_for,
-                               intra_class_variation)
+from ssl_core.evaluate import EVALS
+from ssl_core.evaluate.features import features_for
+from ssl_core.evaluate.representation import (feature_distribution_distance, feature_redundancy,
+                                              intra_class_variation)
 from ssl_core.runs import RUN_COLUMNS, cached_rows, eval_id, load_model
 from ssl_core.stats import Effect, effect
 
@@ -49,7 +51,7 @@ def mechanism_rows(features: nn.Module, pretrain: ImageSet, eval_sets: dict[str,
                    device=None) -> list[dict]:
     """SL-MLP's three mechanisms for one feature map: for each evaluation set, the intra-class
     variation and the redundancy of its features, and the feature distribution distance between
-    the pretraining set's features and its features (ssl_core.evaluate defines all three).
+    the pretraining set's features and its features (ssl_core.evaluate.representation defines all three).
 
     Rows: {"metric", "value", "eval_dataset"}, three per evaluation set.
     """

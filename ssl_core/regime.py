@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ssl_core.config import RunConfig
+from ssl_core.plots import METHOD_COLORS
 
 PLATEAU_GAIN = 3.0   # points of linear accuracy over the last budget doubling
 
@@ -59,7 +60,6 @@ def regime_figure(results: pd.DataFrame, methods: list[str], xlabel: str = "pret
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ssl_core.plots import METHOD_COLORS
 
     acc = results[results.metric.isin(["linear_acc", "knn_acc"])].assign(value=lambda d: 100 * d.value)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.0))

@@ -26,8 +26,9 @@ from ssl_core.config import RunConfig
 from ssl_core.checks import at_least, choose
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from ssl_core.data.real import CIFAR10C
-from ssl_core.evaluate import EVALS, corruption_rows
+from ssl_core.data.readers import CIFAR10C
+from ssl_core.evaluate import EVALS
+from ssl_core.evaluate.shifts import corruption_rows
 from ssl_core.runs import RUN_COLUMNS, cached_rows, eval_id, load_encoder
 from ssl_core.stats import paired_effect
 from ssl_core.train import resolve_device

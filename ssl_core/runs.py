@@ -33,7 +33,7 @@ import ssl_core
 from ssl_core import store
 from ssl_core.config import RunConfig
 from ssl_core.data import cache_dir, load_dataset
-from ssl_core.data.world import VERSION as WORLD_VERSION
+from ssl_core.data.render import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
 from ssl_core.io import locked, read_json, save_atomic, write_json
 from ssl_core.methods import METHODS

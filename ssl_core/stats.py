@@ -21,6 +21,7 @@ from scipy import integrate, optimize, stats as st
 from ssl_core.checks import choose
 from ssl_core.io import write_json
 from ssl_core.plots import figures_dir
+from ssl_core.regime import PLATEAU_GAIN, climbing, regime_line
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 UNCONVERGED = "unconverged"
@@ -131,7 +132,6 @@ def save_verdict(notebook: str, claim_verdict: str, effects: dict[str, Effect], 
     row of `regime` (ssl_core.regime.regime_rows) is still climbing. `primary` names the effect the README
     shows (default: the first); `folder` is where (default: the preset's figures_dir). Under a preset that cannot decide a claim (not in DECIDING_PRESETS) the file
     and the printed line carry that caveat."""
-    from ssl_core.regime import PLATEAU_GAIN, climbing, regime_line
     regime = regime or []
     still = climbing(regime)
     final = UNCONVERGED if still else claim_verdict

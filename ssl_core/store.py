@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ssl_core.config import RunConfig
 from ssl_core.checks import choose
-from ssl_core.data.world import VERSION as WORLD_VERSION
+from ssl_core.data.render import VERSION as WORLD_VERSION
 from ssl_core.io import locked, read_json, write_json
 
 MODES = ("read", "write", "off")

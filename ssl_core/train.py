@@ -10,16 +10,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generator
 
 import numpy as np
 import torch
 from torch import nn
 
 from ssl_core import ddp
-from ssl_core.config import RunConfig
+from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.io import safe_load, save_atomic, sweep_stale_temporaries
 from ssl_core.methods import METHODS
+from ssl_core.methods.base import Method, Stage
 from ssl_core.progress import progress as progress_bar
 
 
@@ -29,7 +31,7 @@ class Diverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    model: nn.Module
+    model: Method
     losses: list[float]     # mean loss per epoch (the last entry may cover a partial epoch)
     steps: int
     seconds: float          # wall time spent training, summed over resumed segments
@@ -65,12 +67,6 @@ def tune_device(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def steps_per_epoch(cfg: RunConfig, n_images: int) -> int:
-    if cfg.batch_size > n_images:
-        raise ValueError(f"batch_size={cfg.batch_size} is not allowed: the pretraining set has only {n_images} images")
-    return n_images // cfg.batch_size     # drop the last partial batch
-
-
 def lr_schedule(cfg: RunConfig, total_steps: int, per_epoch: int) -> np.ndarray:
     """Linear warmup to cfg.lr (at most 10% of the run), then cosine decay to 0. Shape: (total_steps,)."""
     warmup = int(min(cfg.warmup_epochs * per_epoch, 0.1 * total_steps))
@@ -98,6 +94,17 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
+def run_stages(stages: Generator[Stage, TrainResult, torch.Tensor], progress: bool = True) -> torch.Tensor:
+    """Train each Stage a method's `prepare` yields, in order, sending back its result; what `prepare` returns."""
+    result = None
+    while True:
+        try:
+            stage = stages.send(result)
+        except StopIteration as done:
+            return done.value
+        result = train(stage.cfg, stage.workdir, stage.data, progress)
+
+
 def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress: bool = True) -> TrainResult:
     """Pretrain `cfg.method` on `data` (default: the train split of `cfg.dataset`) for `cfg.epochs`.
 
@@ -116,9 +123,9 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
     torch.manual_seed(cfg.seed)
     model = METHODS[cfg.method](cfg, data.num_classes).to(device, memory_format=torch.channels_last)
     # a method that needs the data itself gets it first and says what it learns from per image: CLIP
-    # each image's caption tokens; DnC trains its base model and experts under workdir, then its cluster ids
-    labels = model.prepare(data, workdir, progress) if hasattr(model, "prepare") else data.labels
-    total = round(getattr(model, "loop_epochs", cfg.epochs) * per_epoch)   # DnC: the distillation's share
+    # each image's caption tokens; DnC its cluster ids, after the base model and experts it yields are trained
+    labels = run_stages(model.prepare(data, workdir), progress)
+    total = round(model.loop_epochs * per_epoch)                     # DnC: the distillation's share
     lrs = lr_schedule(cfg, total, per_epoch)
     net = ddp.data_parallel(model, cfg.sync_bn, device)    # DDP under torchrun, else model itself
     net = torch.compile(net) if cfg.compile else net                 # the step compiles on its first call
@@ -156,8 +163,7 @@ def train(cfg: RunConfig, workdir: Path, data: ImageSet | None = None, progress:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if hasattr(model, "update_target"):
-            model.update_target((step + 1) / total)
+        model.update_target((step + 1) / total)
         epoch_loss += loss.detach().float()
         epoch_steps += 1
         bar.update()

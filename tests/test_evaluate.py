@@ -9,10 +9,14 @@ from torch import nn
 
 from ssl_core.data import ImageSet
 from ssl_core.data.views import normalize
-from ssl_core.evaluate import (EVALS, L2_GRID, background_rows, corruption_rows, evaluate, extract_features,
-                               feature_distribution_distance, feature_redundancy, features_for, fit_linear_probe,
-                               intra_class_variation, kmeans_purity_nmi, knn_accuracy, linear_probe, miou,
-                               segmentation_probe)
+from ssl_core.evaluate import EVALS, evaluate
+from ssl_core.evaluate.features import extract_features, features_for
+from ssl_core.evaluate.knn import knn_accuracy
+from ssl_core.evaluate.linear import L2_GRID, fit_linear_probe, linear_probe
+from ssl_core.evaluate.representation import (feature_distribution_distance, feature_redundancy,
+                                              intra_class_variation, kmeans_purity_nmi)
+from ssl_core.evaluate.shifts import background_rows, corruption_rows
+from ssl_core.evaluate.segmentation import miou, segmentation_probe
 from ssl_core.models import build_encoder
 
 
@@ -50,7 +54,7 @@ def test_extract_features_is_the_eval_mode_forward_in_batches_and_restores_train
 
 
 def test_cpu_inference_batches_are_small_and_change_no_feature_bit():
-    from ssl_core.evaluate import inference_batch
+    from ssl_core.evaluate.features import inference_batch
     assert inference_batch(torch.device("cpu")) == 64 and inference_batch(torch.device("cuda")) == 512
     images = image_set(150, 3, seed=1).images                   # 64 + 64 + 22 by default
     for name in ("resnet10", "vit_mini"):
@@ -281,7 +285,7 @@ def test_representation_eval_rows():
 
 
 def test_probe_fits_when_the_validation_split_cannot_hold_every_class():
-    from ssl_core.evaluate import fit_linear_probe
+    from ssl_core.evaluate.linear import fit_linear_probe
     g = torch.Generator().manual_seed(0)
     y = torch.arange(60).repeat(2)                         # 60 classes, 120 images: 24 validation images
     z = torch.nn.functional.one_hot(y, 60).float() + 0.01 * torch.randn(120, 60, generator=g)

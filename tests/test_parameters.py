@@ -131,3 +131,18 @@ def test_papermill_fails_fast_on_a_misspelt_parameter(tmp_path):
     assert "bugdet=3 is not a parameter of 04_dcl_batch_size: did you mean budget?" in done.stdout + done.stderr
     assert not (cache / "runs").exists()
     assert seconds < 60, f"took {seconds:.0f} s"
+
+
+@pytest.mark.parametrize("notebook", sorted(PRESETS))
+def test_first_markdown_cell_shows_what_each_preset_sets(notebook):
+    """What a knob left at None resolves to, per preset, is readable in the notebook (scripts/preset_tables.py)."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "scripts" / "preset_tables.py"
+    spec = importlib.util.spec_from_file_location("preset_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    _, cell = tables.first_markdown(notebook)
+    source = "".join(cell["source"])
+    assert f"{tables.BEGIN}\n{tables.table(notebook)}\n{tables.END}" in source, \
+        f"{notebook}: run python scripts/preset_tables.py --write"
+    assert "| `budget` |" in source

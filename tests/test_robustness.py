@@ -160,7 +160,8 @@ def test_corruption_summary_known_answer():
 
 
 def test_transfer_rows_probe_on_fewer_train_images_matches_linear_probe(private_cache):
-    from ssl_core.evaluate import extract_features, linear_probe
+    from ssl_core.evaluate.features import extract_features
+    from ssl_core.evaluate.linear import linear_probe
     cfg = BASE.replace(method="supervised", epochs=0.0, seed=0)
     rows = transfer_rows([cfg], "suite/colour", train_images=300)
     train = load_dataset("suite/colour", "train", size=300)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import ssl_core.vit  # noqa: F401  (registers the ViT encoders)
+import ssl_core.models.vit  # noqa: F401  (registers the ViT encoders)
 from ssl_core.config import RunConfig
 from ssl_core.losses.clip import clip
 from ssl_core.losses.mae import patchify

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core.data import load_dataset, world
+from ssl_core.data import backgrounds, load_dataset, render, world
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,7 +36,7 @@ def test_curated_contract():
     assert test.images.shape == (2000, 3, 32, 32)                  # the test split keeps its size
     assert train.labels.dtype == torch.int64 and train.masks.shape == (600, 32, 32)
     assert train.masks.dtype == torch.uint8 and len(train.captions) == 600
-    assert train.num_classes == len(world.CURATED) >= 100
+    assert train.num_classes == len(render.CURATED) >= 100
     assert int(train.masks.max()) <= train.num_classes
     assert load_dataset("curated", "train", seed=0, image_size=64, size=50).images.shape == (50, 3, 64, 64)
 
@@ -97,9 +97,9 @@ def test_cache_round_trip_and_damage(cache):
 
 def test_mask_marks_where_the_object_changed_the_background():
     data = load_dataset("curated", "train", seed=4, size=300)
-    photo = data.meta["background"] < len(world.PHOTOS)                   # photo backgrounds need no draws
-    bg = world.backgrounds(data.meta["background"][photo], data.meta["crop"][photo], None, 32,
-                            world.CURATED_CONTRAST)
+    photo = data.meta["background"] < len(backgrounds.PHOTOS)             # photo backgrounds need no draws
+    bg = backgrounds.backgrounds(data.meta["background"][photo], data.meta["crop"][photo], None, 32,
+                                 render.CURATED_CONTRAST)
     bg = (bg * 255).round().clamp(0, 255)
     diff = (data.images[photo].float() - bg).abs().amax(1)                   # (n, H, W)
     on = data.masks[photo] > 0
@@ -114,7 +114,7 @@ def test_mask_matches_a_loop_reference_for_circles_and_squares():
     m, s = data.meta, 32
     checked = 0
     for i in range(len(data)):
-        shape = world.SHAPE_NAMES[int(m["shape"][i])]
+        shape = render.SHAPE_NAMES[int(m["shape"][i])]
         if shape not in ("circle", "square"):
             continue
         r = float(m["size"][i]) * s / 2                                     # object radius in pixels
@@ -134,11 +134,11 @@ def test_mask_matches_a_loop_reference_for_circles_and_squares():
 def test_captions_name_the_concept_and_background():
     data = load_dataset("curated", "test", seed=0)
     for i in range(0, len(data), 7):
-        concept = world.CURATED[int(data.labels[i])]
+        concept = render.CURATED[int(data.labels[i])]
         text = data.captions[i]
         assert f"{concept.colour} " in text and text.split(" on ")[0].endswith(concept.shape)
         assert (concept.pattern in text) == (concept.pattern != "solid")
-        assert text.endswith(" on " + world.BACKGROUND_PHRASES[int(data.meta["background"][i])])
+        assert text.endswith(" on " + backgrounds.BACKGROUND_PHRASES[int(data.meta["background"][i])])
         assert data.class_names[int(data.labels[i])] == concept.name
     assert torch.equal(data.superclass, data.meta["shape"])                 # the 8 pretraining shapes come first
 
@@ -153,11 +153,11 @@ def test_unknown_arguments_fail():
 # --- the other variants -------------------------------------------------------------------------------
 def test_uncurated_is_heavy_tailed_with_empty_images():
     data = load_dataset("uncurated", "train", seed=0, size=3000)
-    assert data.num_classes == len(world.POOL) + 1 and data.class_names[-1] == "none"
+    assert data.num_classes == len(render.POOL) + 1 and data.class_names[-1] == "none"
     counts = torch.bincount(data.labels, minlength=data.num_classes)[:-1].sort(descending=True).values
-    head = counts[: len(world.POOL) // 10].sum() / counts.sum()
+    head = counts[: len(render.POOL) // 10].sum() / counts.sum()
     assert head > 0.5                                                   # vs 0.10 for balanced classes
-    empty = data.labels == len(world.POOL)
+    empty = data.labels == len(render.POOL)
     assert 0.05 < empty.float().mean() < 0.15
     assert (data.masks[empty] == 0).all()
     assert all(data.captions[i].startswith("an empty view") for i in empty.nonzero()[:, 0].tolist())
@@ -165,8 +165,8 @@ def test_uncurated_is_heavy_tailed_with_empty_images():
     assert several.float().mean() > 0.3
     for i in several.nonzero()[:20, 0].tolist():                        # caption: one phrase per object, top first
         assert data.captions[i].count(" and ") == int(data.meta["objects"][i]) - 1
-        assert data.captions[i].split(" and ")[0].endswith(world.POOL[int(data.labels[i])].shape)
-    assert set(data.masks.unique().tolist()) <= set(range(len(world.POOL) + 1))
+        assert data.captions[i].split(" and ")[0].endswith(render.POOL[int(data.labels[i])].shape)
+    assert set(data.masks.unique().tolist()) <= set(range(len(render.POOL) + 1))
 
 
 def test_uncurated_large_is_four_times_larger():
@@ -184,17 +184,17 @@ def test_scenes_masks_hold_every_object():
 
 def test_heldout_concepts_never_in_pretraining():
     data = load_dataset("heldout", "train", seed=0, size=200)
-    pretrain = {c.name for c in world.POOL}
+    pretrain = {c.name for c in render.POOL}
     assert not set(data.class_names) & pretrain and len(data.class_names) == 40
-    assert not {world.SHAPE_NAMES[s] for s in data.meta["shape"].tolist()} & set(world.PRETRAIN_SHAPES)
+    assert not {render.SHAPE_NAMES[s] for s in data.meta["shape"].tolist()} & set(render.PRETRAIN_SHAPES)
 
 
 @pytest.mark.parametrize("correlation", [0.9, 0.5])
 def test_spurious_background_follows_the_class(correlation):
     data = load_dataset("spurious", "train", seed=0, size=800, correlation=correlation)
-    typical = torch.tensor([world.BACKGROUNDS.index(b) for b in world.TYPICAL])[data.labels]
+    typical = torch.tensor([backgrounds.BACKGROUNDS.index(b) for b in world.TYPICAL])[data.labels]
     share = (data.meta["background"] == typical).float().mean().item()
-    assert abs(share - correlation) < 0.05 and data.class_names == list(world.PRETRAIN_SHAPES)
+    assert abs(share - correlation) < 0.05 and data.class_names == list(render.PRETRAIN_SHAPES)
     assert torch.equal(data.masks.amax((1, 2)).long(), data.labels + 1)
 
 
@@ -212,7 +212,7 @@ def test_background_splits():
     near = torch.nn.functional.max_pool2d(solid[:, None].float(), 5, 1, 2)[:, 0] > 0
     assert (splits["only_fg"].images.permute(1, 0, 2, 3)[:, ~near] == 0).all()   # black around the object
     assert (splits["only_bg"].images.permute(1, 0, 2, 3)[:, solid] == 0).all()    # the object is blacked out
-    typical = torch.tensor([world.BACKGROUNDS.index(b) for b in world.TYPICAL])[original.labels]
+    typical = torch.tensor([backgrounds.BACKGROUNDS.index(b) for b in world.TYPICAL])[original.labels]
     same = (splits["mixed_same"].meta["background"] == typical).float().mean()
     rand = (splits["mixed_rand"].meta["background"] == typical).float().mean()
     assert same > 0.8 and rand < 0.3

@@ -13,8 +13,9 @@ import torch
 from torchvision.utils import make_grid
 
 from ssl_core.data import load_dataset
-from ssl_core.data import suite, world
+from ssl_core.data import render, suite, world
 from ssl_core.data.corruptions import CORRUPTIONS, corrupt
+from ssl_core.plots import figures_dir, save_figure, set_style
 
 VARIANTS = ("curated", "uncurated", "scenes", "spurious", "heldout")
 PALETTE = torch.tensor(plt.get_cmap("tab20")(np.arange(20))[:, :3], dtype=torch.float32)
@@ -89,8 +90,8 @@ def histogram_figure(seed: int = 0) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for name, colour in (("curated", "tab:blue"), ("uncurated", "tab:orange")):
         data = load_dataset(name, "train", seed=seed)
-        objects = data.labels[data.labels < len(world.POOL)] if name == "uncurated" else data.labels
-        classes = len(world.POOL) if name == "uncurated" else data.num_classes
+        objects = data.labels[data.labels < len(render.POOL)] if name == "uncurated" else data.labels
+        classes = len(render.POOL) if name == "uncurated" else data.num_classes
         counts = torch.bincount(objects, minlength=classes).sort(descending=True).values
         share = head_share(objects, classes)
         ax.plot(np.arange(1, classes + 1), counts.numpy(), color=colour, drawstyle="steps-mid",
@@ -126,7 +127,6 @@ def corruptions_figure(seed: int = 0) -> plt.Figure:
 
 def data_card(seed: int = 0, preset: str = "default") -> list:
     """Draw and save every data-card figure (figures/data_*.png and .pdf); return the PNG paths."""
-    from ssl_core.plots import figures_dir, save_figure, set_style
 
     set_style()
     figures = {f"data_{name}": variant_figure(name, seed) for name in VARIANTS}

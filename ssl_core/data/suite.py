@@ -17,9 +17,11 @@ import torch.nn.functional as F
 
 from ssl_core.checks import choose
 from ssl_core.data import SPLITS, ImageSet, register_dataset
-from ssl_core.data import world
+from ssl_core.data import render, world
+from ssl_core.data.backgrounds import PHOTOS, photo_crops, random_crops
+from ssl_core.data.render import COLOUR_NAMES
 from ssl_core.data.views import uniform
-from ssl_core.data.world import COLOUR_NAMES, PHOTOS, balanced, cached, generator, place
+from ssl_core.data.world import balanced, cached, generator, place
 
 SIZE = (2000, 1000)   # train / test images of every generated task; `size` overrides train
 VARIANTS = ("pentagon", "hexagon", "heptagon", "octagon", "4-point star", "star", "6-point star", "7-point star")
@@ -40,7 +42,7 @@ def relabel(data: ImageSet, labels: torch.Tensor, class_names, description: str,
 
 
 def colour(n, g, image_size, split) -> ImageSet:
-    pool = world.make_pool(world.PRETRAIN_SHAPES + world.HELDOUT_SHAPES, ("solid", "striped"))
+    pool = render.make_pool(render.PRETRAIN_SHAPES + render.HELDOUT_SHAPES, ("solid", "striped"))
     label = balanced(n, len(COLOUR_NAMES), g)
     per_colour = [torch.tensor([i for i, c in enumerate(pool) if c.colour == name]) for name in COLOUR_NAMES]
     choice = torch.randint(len(per_colour[0]), (n,), generator=g)
@@ -51,13 +53,13 @@ def colour(n, g, image_size, split) -> ImageSet:
 
 def position(n, g, image_size, split) -> ImageSet:
     label = balanced(n, len(CELLS), g)
-    concept = torch.randint(len(world.POOL), (n,), generator=g)
-    objects = place(world.POOL, concept, torch.arange(n), g, size=uniform(n, 0.2, 0.3, g, "cpu"), offset=0.1,
+    concept = torch.randint(len(render.POOL), (n,), generator=g)
+    objects = place(render.POOL, concept, torch.arange(n), g, size=uniform(n, 0.2, 0.3, g, "cpu"), offset=0.1,
                     tilt=math.pi)
     centres = torch.tensor(CELL_CENTRES)
     objects.x = objects.x + centres[label % 3]
     objects.y = objects.y + centres[label // 3]
-    return relabel(world.draw_set(world.POOL, objects, n, g, image_size), label, CELLS, SUITE["position"][0])
+    return relabel(world.draw_set(render.POOL, objects, n, g, image_size), label, CELLS, SUITE["position"][0])
 
 
 def count(n, g, image_size, split) -> ImageSet:
@@ -68,17 +70,17 @@ def count(n, g, image_size, split) -> ImageSet:
     cells = torch.rand(n, 9, generator=g).argsort(1)                     # distinct cells: no overlaps
     rank = torch.arange(m) - (torch.cumsum(k, 0) - k)[image]
     cell = cells[image, rank]
-    objects = place(world.POOL, torch.randint(len(world.POOL), (m,), generator=g), image, g,
+    objects = place(render.POOL, torch.randint(len(render.POOL), (m,), generator=g), image, g,
                     size=uniform(m, 0.15, 0.24, g, "cpu"), offset=0.05, tilt=math.pi)   # never touching
     centres = torch.tensor(CELL_CENTRES)
     objects.x = objects.x + centres[cell % 3]
     objects.y = objects.y + centres[cell // 3]
-    data = world.draw_set(world.POOL, objects, n, g, image_size)
+    data = world.draw_set(render.POOL, objects, n, g, image_size)
     return relabel(data, label, ["1", "2", "3", "4"], SUITE["count"][0])
 
 
 def shape_variants(n, g, image_size, split) -> ImageSet:
-    pool = world.make_pool(VARIANTS, ("solid", "striped", "dotted"))
+    pool = render.make_pool(VARIANTS, ("solid", "striped", "dotted"))
     label = balanced(n, len(VARIANTS), g)
     per_shape = len(pool) // len(VARIANTS)                                # the pool is ordered shape-major
     concept = label * per_shape + torch.randint(per_shape, (n,), generator=g)
@@ -88,7 +90,7 @@ def shape_variants(n, g, image_size, split) -> ImageSet:
 
 
 def orientation(n, g, image_size, split) -> ImageSet:
-    pool = world.make_pool(("arrow",), ("solid",))
+    pool = render.make_pool(("arrow",), ("solid",))
     label = balanced(n, len(DIRECTIONS), g)
     objects = place(pool, torch.randint(len(pool), (n,), generator=g), torch.arange(n), g,
                     size=uniform(n, 0.5, 0.75, g, "cpu"), offset=0.15, tilt=math.radians(8))
@@ -100,8 +102,8 @@ def textures(n, g, image_size, split) -> ImageSet:
     label = balanced(n, len(TEXTURE_PHOTOS), g)
     photo = torch.tensor([list(PHOTOS).index(p) for p in TEXTURE_PHOTOS])[label]
     rows = (0.0, 2 / 3) if split == "train" else (2 / 3, 1.0)            # disjoint parts of each photo
-    crop = world.random_crops(n, g, scale=(0.2, 1 / 3), rows=rows)
-    x = world.photo_crops(photo, crop, image_size)
+    crop = random_crops(n, g, scale=(0.2, 1 / 3), rows=rows)
+    x = photo_crops(photo, crop, image_size)
     images = (x * 255).round_().clamp_(0, 255).to(torch.uint8)
     names = [PHOTOS[p] for p in TEXTURE_PHOTOS]
     meta = dict(crop=crop, description=SUITE["textures"][0])

@@ -1,10 +1,8 @@
 """METHODS: what each pretraining method builds, and how one step computes its loss.
 
-A method is an nn.Module built as `METHODS[name](cfg, num_classes)`. It owns `self.encoder`
-(the part that transfers) and its heads, and `forward(x, y, g)` turns one uint8 batch on the
-training device into a scalar loss: augmentation happens inside, batched, from generator `g`.
-Methods with a momentum target also define `update_target(progress)` (progress in (0, 1]),
-which the trainer calls after every optimiser step.
+A method is a ssl_core.methods.base.Method built as `METHODS[name](cfg, num_classes)`: it owns
+`self.encoder` (the part that transfers) and its heads, and `forward(x, y, g)` turns one uint8 batch
+on the training device into a scalar loss. Every hook the trainer calls is documented on Method.
 
 One module per family; recipes (hyper-parameters and their units) live in RunConfig.
 """

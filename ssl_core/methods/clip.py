@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Generator
 
 import torch
 from torch import nn
@@ -30,18 +31,18 @@ from ssl_core.data.views import views
 from ssl_core.ddp import gather
 from ssl_core.losses import clip
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method, Stage
 from ssl_core.models import build_encoder
 from ssl_core.text import CaptionTokenizer, TextEncoder, pseudo_caption
 
 HEAD_DIM = 32   # channels per text attention head (CLIP: 512 / 8 = 64)
 
 
-class CLIP(nn.Module):
+class CLIP(Method):
     """Contrastive image-text pretraining (Radford et al. 2021) on captions or label pseudo-captions."""
 
     def __init__(self, cfg: RunConfig, num_classes: int):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.image_projection = nn.Linear(self.encoder.dim, cfg.proj_dim, bias=False)
         with torch.device("cpu"):   # the data stays on the CPU even when the model is built on "meta"
@@ -54,11 +55,12 @@ class CLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.clip_temperature)))
         self.register_buffer("class_tokens", self.tokenizer(class_captions), persistent=False)   # (classes, L)
 
-    def prepare(self, data: ImageSet, workdir: Path, progress: bool = True) -> torch.Tensor:
+    def prepare(self, data: ImageSet, workdir: Path) -> Generator[Stage, object, torch.Tensor]:
         """What the trainer feeds as `y`: each image's caption tokens, else its class's pseudo-caption's.
 
         Shape: returns (N, L) int64 token ids.
         """
+        yield from ()
         captions = data.captions or [pseudo_caption(data.class_names[i]) for i in data.labels.tolist()]
         return self.tokenizer(captions)
 

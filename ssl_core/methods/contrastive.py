@@ -5,22 +5,22 @@ from functools import partial
 from typing import Callable
 
 import torch
-from torch import nn
 
 from ssl_core.config import RunConfig
 from ssl_core.data.views import views
 from ssl_core.ddp import gather
 from ssl_core.losses import dcl, dclw, info_nce
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method
 from ssl_core.models import build_encoder, mlp
 
 
-class Contrastive(nn.Module):
+class Contrastive(Method):
     """SimCLR's recipe (Chen et al. 2020) with a pluggable loss of the two views' projections."""
 
     def __init__(self, cfg: RunConfig, num_classes: int, loss: Callable[..., torch.Tensor]):
-        super().__init__()
-        self.cfg, self.loss = cfg, loss
+        super().__init__(cfg)
+        self.loss = loss
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.projector = mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
 

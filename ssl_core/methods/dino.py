@@ -70,8 +70,7 @@ class DINO(MomentumTarget):
     """Student encoder + head trained on all crops against the EMA teacher's view of the two global crops."""
 
     def __init__(self, cfg: RunConfig, num_classes: int):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.head = DINOHead(self.encoder.dim, cfg.proj_hidden, cfg.proj_dim, cfg.dino_out_dim)
         self.make_target("encoder", "head")

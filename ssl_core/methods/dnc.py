@@ -26,20 +26,22 @@ networks (not their EMA targets); the student has one head per expert.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Generator
 
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from ssl_core.config import RunConfig
+from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import ImageSet
-from ssl_core.data.views import normalize, views
+from ssl_core.data.views import views
 from ssl_core.ddp import gather_objects, world
-from ssl_core.evaluate import inference_batch
+from ssl_core.evaluate.features import extract_features
 from ssl_core.io import safe_load, save_atomic
 from ssl_core.losses import dnc_distill
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method, Stage
 from ssl_core.models import build_encoder, mlp
 
 DNC_SCHEDULES = {"1k": (200, 600, 200), "3k": (1000, 1500, 500)}   # ImageNet epochs: base, experts, distillation
@@ -75,12 +77,11 @@ def check_clusters(cfg: RunConfig, n_images: int) -> None:
                          f"(at most {n_images // cfg.batch_size} clusters)")
 
 
-class DivideAndContrast(nn.Module):
+class DivideAndContrast(Method):
     """The DnC student (encoder + one regression head for the base and one per expert) and its frozen teachers."""
 
     def __init__(self, cfg: RunConfig, num_classes: int):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         head = lambda: mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
         self.base_head = head()                                                         # r_b
@@ -104,16 +105,15 @@ class DivideAndContrast(nn.Module):
         self.experts.eval()
         return self
 
-    def prepare(self, data: ImageSet, workdir: Path, progress: bool = True) -> torch.Tensor:
-        """Stages 1-3 (each resumed from workdir if it ran before); returns each image's cluster id,
+    def prepare(self, data: ImageSet, workdir: Path) -> Generator[Stage, object, torch.Tensor]:
+        """Stages 1-3: yields the base model's run, then each expert's, as Stages that the trainer trains (each
+        resumed from workdir if it ran before) and sends back as TrainResults; returns each image's cluster id,
         what the trainer feeds the distillation loop as `y`. Shape: returns (N,) int64."""
-        from ssl_core.train import steps_per_epoch, train   # here: ssl_core.train imports this package
-
         c, split = self.cfg, budget(self.cfg)
         check_clusters(c, len(data))                                  # before any stage trains
         stage = c.replace(method=c.dnc_base)
         # --- stage 1: the base model on all images --------------------------------------------------
-        base = train(stage.replace(epochs=split["base"]), workdir / "base", data, progress)
+        base = yield Stage(stage.replace(epochs=split["base"]), data, workdir / "base")
         self.base.load_state_dict(nn.Sequential(base.model.encoder, base.model.projector).state_dict())
         # --- stage 2: divide the images into K clusters ---------------------------------------------
         cluster = self.divide(data, workdir / "clusters.pt")
@@ -129,8 +129,8 @@ class DivideAndContrast(nn.Module):
                 own, epochs = data.subset(members), split["experts"]
             else:   # same steps as on its cluster, over all images
                 own, epochs = data, split["experts"] * len(members) / len(data)
-            run = train(stage.replace(epochs=epochs, seed=c.seed + 1 + k, batch_size=min(c.batch_size, len(own))),
-                        workdir / f"expert{k}", own, progress)
+            run = yield Stage(stage.replace(epochs=epochs, seed=c.seed + 1 + k, batch_size=min(c.batch_size, len(own))),
+                              own, workdir / f"expert{k}")
             expert.load_state_dict(nn.Sequential(run.model.encoder, run.model.projector).state_dict())
             experts.append({"epochs": epochs, "images": len(own), "steps": run.steps, "seconds": run.seconds})
         self.stages = {
@@ -161,17 +161,13 @@ class DivideAndContrast(nn.Module):
         features = F.normalize(self.hidden_features(data.images), dim=1).numpy()   # unit vectors: cosine k-means
         return torch.from_numpy(KMeans(c.dnc_clusters, n_init=10, random_state=c.seed).fit_predict(features)).long()
 
-    @torch.no_grad()
     def hidden_features(self, images: torch.Tensor) -> torch.Tensor:
         """The base projector's hidden layer (after its ReLU) on un-augmented images.
 
         Shape: images (N, 3, H, W) uint8 -> (N, proj_hidden) float on the CPU.
         """
-        device = next(self.base.parameters()).device
-        batch = inference_batch(device)
-        encoder, hidden = self.base[0].eval(), self.base[1][:-1].eval()
-        return torch.cat([hidden(encoder(to_channels_last(normalize(images[i:i + batch].to(device))))).float().cpu()
-                          for i in range(0, len(images), batch)])
+        hidden = nn.Sequential(self.base[0], self.base[1][:-1]).eval()   # in eval, so extraction leaves it there
+        return extract_features(hidden, images, channels_last=True)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Shape: x (N, 3, H, W) uint8; y (N,) cluster ids from `prepare`."""

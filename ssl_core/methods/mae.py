@@ -22,18 +22,18 @@ from ssl_core.config import RunConfig
 from ssl_core.data.views import views
 from ssl_core.losses import mae, patchify
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method
 from ssl_core.models import ENCODERS, build_encoder
-from ssl_core.vit import ViT
+from ssl_core.models.vit import ViT
 
 HEAD_DIM = 32   # channels per decoder attention head (MAE: 512 / 16)
 
 
-class MAE(nn.Module):
+class MAE(Method):
     """Masked autoencoder (He et al. 2022): ViT encoder on kept patches, transformer decoder on all."""
 
     def __init__(self, cfg: RunConfig, num_classes: int):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         if not isinstance(self.encoder, ViT):
             vits = sorted(name for name in ENCODERS if name.startswith("vit"))

@@ -22,6 +22,7 @@ from ssl_core.data.views import views
 from ssl_core.ddp import gather
 from ssl_core.losses import byol, info_nce
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method
 from ssl_core.models import build_encoder, mlp
 
 
@@ -31,10 +32,8 @@ def ema_momentum(base: float, progress: float) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
-class MomentumTarget(nn.Module):
+class MomentumTarget(Method):
     """A method with a momentum target: `self.target[name]` is a frozen EMA copy of `self.<name>`."""
-
-    cfg: RunConfig
 
     def make_target(self, *names: str) -> None:
         self.target = nn.ModuleDict({name: copy.deepcopy(getattr(self, name)) for name in names}).requires_grad_(False)
@@ -65,8 +64,8 @@ class Momentum(MomentumTarget):
     (encoder and projector); `loss(p1, p2, z1_target, z2_target)` compares them."""
 
     def __init__(self, cfg: RunConfig, num_classes: int, loss: Callable[..., torch.Tensor], predictor: bool):
-        super().__init__()
-        self.cfg, self.loss = cfg, loss
+        super().__init__(cfg)
+        self.loss = loss
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.projector = mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
         self.predictor = mlp([cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim]) if predictor else nn.Identity()

@@ -8,10 +8,11 @@ from torch import nn
 from ssl_core.config import RunConfig
 from ssl_core.data.views import views
 from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods.base import Method
 from ssl_core.models import build_encoder, mlp
 
 
-class Supervised(nn.Module):
+class Supervised(Method):
     """Cross-entropy on labels from one augmented view (crop and flip, no colour distortion).
 
     With `projector=True` this is SL-MLP (Wang et al. 2022): an fc-BN-ReLU-fc projector sits
@@ -19,8 +20,7 @@ class Supervised(nn.Module):
     """
 
     def __init__(self, cfg: RunConfig, num_classes: int, projector: bool = False):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         d = self.encoder.dim
         self.projector = mlp([d, cfg.proj_hidden, cfg.proj_dim]) if projector else nn.Identity()

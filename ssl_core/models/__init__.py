@@ -135,4 +135,4 @@ def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-from ssl_core import vit  # noqa: E402,F401  (registers the timm ViT encoders)
+from ssl_core.models import vit  # noqa: E402,F401  (registers the timm ViT encoders)
