@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,19 @@ class Effect:
         NaN with fewer than 2 values."""
         if self.n < 2 or not np.isfinite(self.high):
             return float("nan")
-        df, critical = self.n - 1, st.t.ppf((1 + self.level) / 2, self.n - 1)
-        c = optimize.brentq(lambda c: t_test_power(c, df, critical) - POWER, 0.0, 1e3)
-        return (self.high - self.mean) / critical * c
+        return (self.high - self.mean) / st.t.ppf((1 + self.level) / 2, self.n - 1) * noncentrality(self.n, self.level)
 
     def __str__(self) -> str:
         return (f"{self.mean:+.2f} [{100 * self.level:g}% CI {self.low:+.2f}, {self.high:+.2f}; n={self.n}; "
                 f"detects {self.detectable:.2f}]")
+
+
+@lru_cache(maxsize=None)
+def noncentrality(n: int, level: float) -> float:
+    """The c at which the two-sided t-test of n paired values at `level` has power POWER (see Effect.detectable);
+    a function of n and level alone, so each is solved once (a second of numerical integration)."""
+    df, critical = n - 1, st.t.ppf((1 + level) / 2, n - 1)
+    return optimize.brentq(lambda c: t_test_power(c, df, critical) - POWER, 0.0, 1e3)
 
 
 def t_test_power(c: float, df: int, critical: float) -> float:
