@@ -12,6 +12,7 @@ cached for all. `grid.run_grid` is the entry point; these are its engines.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import multiprocessing
 import os
@@ -54,22 +55,51 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
             for i in indices:
                 outcomes[i] = outcomes_of
         return outcomes
-    context = multiprocessing.get_context("spawn")       # fork would copy this process's OpenMP threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool, \
-            progress(total=len(todo), desc=f"runs, {workers} at a time x {threads} thread(s) "
-                                           f"({len(configs) - len(todo)} cached)") as bar:
-        pending = {pool.submit(_run_one, configs[i[0]], evals, eval_dataset, eval_size): i for i in todo.values()}
-        running = {f: _label(configs[i[0]]) for f, i in pending.items()}
-        while pending:
-            bar.set_postfix_str(", ".join(list(running.values())[:workers]))
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcome = future.result()                  # any error other than divergence is raised here
-                for i in pending.pop(future):
-                    outcomes[i] = outcome
-                running.pop(future)
-                bar.update()
+    pool = worker_pool(workers, threads)
+    try:
+        with progress(total=len(todo), desc=f"runs, {workers} at a time x {threads} thread(s) "
+                                            f"({len(configs) - len(todo)} cached)") as bar:
+            pending = {pool.submit(_run_one, configs[i[0]], evals, eval_dataset, eval_size): i for i in todo.values()}
+            running = {f: _label(configs[i[0]]) for f, i in pending.items()}
+            while pending:
+                bar.set_postfix_str(", ".join(list(running.values())[:workers]))
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()              # any error other than divergence is raised here
+                    for i in pending.pop(future):
+                        outcomes[i] = outcome
+                    running.pop(future)
+                    bar.update()
+    except BaseException:
+        close_pool()               # a failed or interrupted grid: runs not started are cancelled, the workers end
+        raise
     return outcomes
+
+
+_POOL: dict[tuple, ProcessPoolExecutor] = {}   # at most one: (workers, threads, environment) -> the pool
+
+
+def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """`workers` processes of `threads` CPU threads each, kept from one grid to the next: a notebook that runs
+    several grids pays the workers' start (a few seconds of imports each) once. A pool of another shape, or
+    started under other environment variables (workers read $SSL_CORE_CACHE and the like), is closed first.
+    Spawned, not forked: a fork would copy this process's OpenMP threads."""
+    key = (workers, threads, frozenset(os.environ.items()))
+    if key not in _POOL:
+        close_pool()
+        _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_init_worker, initargs=(threads,))
+    return _POOL[key]
+
+
+def close_pool() -> None:
+    """End the kept workers (their current runs finish first; queued ones are cancelled)."""
+    for pool in _POOL.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOL.clear()
+
+
+atexit.register(close_pool)
 
 
 def split_cached(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None,

@@ -78,6 +78,28 @@ def test_a_run_in_a_parallel_group_gives_the_bits_it_gives_alone(monkeypatch, pr
     assert again.sort_values(key).value.tolist() == together.sort_values(key).value.tolist()
 
 
+def test_grids_share_their_workers_and_a_reused_worker_gives_the_bits_of_a_fresh_run(monkeypatch, private_cache):
+    import ssl_core.backends as backends
+    key = ["key", "metric"]
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    pool = next(iter(backends._POOL.values()))
+    workers = set(pool._processes)
+    second = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2)   # workers that trained before
+    assert next(iter(backends._POOL.values())) is pool and set(pool._processes) == workers
+    shutil.rmtree(private_cache / "runs")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert second.sort_values(key).value.tolist() == alone.sort_values(key).value.tolist()
+    monkeypatch.setenv("SSL_CORE_CACHE", str(private_cache / "elsewhere"))   # workers must see the new cache
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    assert next(iter(backends._POOL.values())) is not pool and len(backends._POOL) == 1
+    assert (private_cache / "elsewhere" / "runs" / TINY.key()).is_dir()
+
+
 def test_two_processes_that_need_one_run_train_it_once(private_cache):
     """Two notebooks on one cache: the second waits for the run, then loads it; the rerun is a cache hit."""
     import subprocess
