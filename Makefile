@@ -56,6 +56,7 @@ smoke: .venv/.installed
 	for nb in $(NOTEBOOKS); do \
 	  SSL_CORE_CACHE=$(SMOKE)/cache .venv/bin/papermill --cwd notebooks -p preset smoke "$$nb" "$(SMOKE)/$$(basename $$nb)" || exit 1; \
 	done
+	$(PY) scripts/plan_vs_measured.py $(SMOKE)/*.ipynb    # each cold run's plan estimate within 2x of its time
 	SSL_CORE_CACHE=$(SMOKE)/cache $(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(SMOKE)/*.ipynb
 	! grep -l "overlapping text" $(SMOKE)/*.ipynb    # a figure whose texts collide (plots.save_figure warned)
 

@@ -13,7 +13,7 @@ import argparse
 from ssl_core.budget import step_flops
 from ssl_core.config import RunConfig
 from ssl_core.methods import METHODS
-from ssl_core.grid import measure_step_seconds
+from ssl_core.estimate import measure_step_seconds
 from ssl_core.runs import run_or_load
 
 

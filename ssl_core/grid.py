@@ -2,20 +2,20 @@
 beforehand what it will train and roughly how long that takes."""
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 
 import pandas as pd
-import torch
 
+from ssl_core import store
 from ssl_core.backends import BACKENDS, schedule
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
-from ssl_core.methods import METHODS
+from ssl_core.estimate import Evaluation, measure_eval_seconds, measure_step_seconds
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
-from ssl_core.runs import finished
-from ssl_core.train import make_optimizer, resolve_device, resolve_precision
+from ssl_core.runs import eval_id, finished, has_rows
+from ssl_core.train import resolve_device
 
 
 def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"),
@@ -48,54 +48,25 @@ def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"
     return df
 
 
-def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:
-    """Seconds per training step of `cfg` on its device (with `threads` CPU threads; default: this process's),
-    timed on random data after one warm-up step."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        return _step_seconds(cfg, steps)
-    finally:
-        torch.set_num_threads(before)
+def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluation] | None = None) -> pd.DataFrame:
+    """Print and return the plan: each run, whether it is stored or cached, its steps and estimated seconds of
+    training and of evaluation (a run the grid lists twice is trained and counted once).
 
-
-def _step_seconds(cfg: RunConfig, steps: int) -> float:
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    torch.manual_seed(0)
-    model = METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
-    optimizer = make_optimizer(cfg, model)
-    x = torch.randint(0, 256, (cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
-    y = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)   # class (DnC: cluster) 0 suits every method
-    g = torch.Generator(device=device).manual_seed(0)
-    for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(x, y, g)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
-
-
-def plan(configs: list[RunConfig], parallel: int = 0) -> pd.DataFrame:
-    """Print and return the plan: each run, whether it is stored or cached, its steps and estimated seconds
-    (a run the grid lists twice is trained and counted once).
-
-    The estimate times two steps of every distinct (method, encoder, width, batch) uncached shape on this
-    device, with the threads each run will get when `parallel` runs train at once (0: as run_grid's
-    automatic choice), and divides the total by the runs at a time; evaluation time is not included.
+    Training: two steps of every distinct (method, encoder, width, batch) uncached shape, timed on this
+    device with the threads each run will get when `parallel` runs train at once (0: as run_grid's automatic
+    choice). Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set)
+    timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are not there yet
+    (`_evaluated`). The total is divided by the runs at a time.
     """
     valid_list("configs", configs)
     at_least("parallel", typed("parallel", parallel, int), 0)
+    evaluations = [Evaluation(tuple(configs))] if evaluations is None else evaluations
     check_resources(configs, finished)
     todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
     workers, threads = schedule(todo, parallel)
     workers = max(1, min(workers, len(todo)))
     step_seconds: dict[tuple, float] = {}
+    eval_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
     rows, seen = [], set()
     for cfg in configs:
@@ -116,12 +87,43 @@ def plan(configs: list[RunConfig], parallel: int = 0) -> pd.DataFrame:
                 step_seconds[shape] = measure_step_seconds(part, threads=threads)
             seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
-                     "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds})
+                     "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
+                     "eval_seconds": 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)})
     df = pd.DataFrame(rows)
     device = resolve_device(configs[0].device) if configs else "-"
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
+    training, evaluating = df.est_seconds.sum() / workers, df.eval_seconds.sum() / workers
     print(f"plan: {len(seen)} runs, {len(seen) - len(todo)} stored or cached, {len(todo)} to train "
-          f"on {device}, {workers} at a time with {threads} thread(s) each; estimated training time "
-          f"{df.est_seconds.sum() / workers / 60:.1f} min (+ evaluation"
-          f"{', eager steps; torch.compile adds ~45 s per new setting on a CPU' if compiling else ''})")
+          f"on {device}, {workers} at a time with {threads} thread(s) each; estimated time "
+          f"{duration(training + evaluating)}: training {duration(training)}, evaluation {duration(evaluating)}"
+          f"{' (eager steps; torch.compile adds ~45 s per new setting on a CPU)' if compiling else ''}")
     return df
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as people read a wait: "40 s" under two minutes, else "12.5 min"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _eval_seconds(cfg: RunConfig, evaluations: list[Evaluation], threads: int, measured: dict) -> float:
+    """Estimated seconds of the evaluations that name run `cfg`, each measured once per encoder shape and
+    evaluation set (memoised in `measured`): a frozen encoder's cost does not depend on how it was trained."""
+    total = 0.0
+    for evaluation in evaluations:
+        if cfg in evaluation.configs and not _evaluated(cfg, evaluation):
+            shape = (cfg.encoder, cfg.width, cfg.image_size, cfg.device, threads, evaluation.dataset or cfg.dataset,
+                     replace(evaluation, configs=(), dataset=None))
+            if shape not in measured:
+                measured[shape] = measure_eval_seconds(cfg, evaluation, threads)
+            total += measured[shape]
+    return total
+
+
+def _evaluated(cfg: RunConfig, evaluation: Evaluation) -> bool:
+    """Whether the rows of `evaluation` on run `cfg` are there: a stored run's are (the store keeps a run with its
+    evaluations); run_grid's (names on whole test splits) are looked up in the cache. Others are counted as to do."""
+    if store.stored_record(cfg) is not None:
+        return True
+    dataset = evaluation.dataset or cfg.dataset
+    return bool(evaluation.names) and not evaluation.test and not evaluation.copies and \
+        all(has_rows(cfg, eval_id(name, dataset, evaluation.train)) for name in evaluation.names)

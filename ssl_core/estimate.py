@@ -1,0 +1,111 @@
+"""What a run costs on this device, measured before it runs: seconds per training step, and seconds of the
+frozen-encoder evaluations a notebook does after training (`Evaluation`), for grid.plan's estimate."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from ssl_core.checks import at_least, choose
+from ssl_core.config import RunConfig
+from ssl_core.data import load_dataset
+from ssl_core.evaluate import EVALS
+from ssl_core.evaluate.features import extract_features
+from ssl_core.methods import METHODS
+from ssl_core.train import make_optimizer, resolve_device, resolve_precision
+
+SAMPLE = 256   # train and test images an evaluation is timed on; its cost is scaled to the full sizes
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The frozen-encoder work a notebook does on each run of `configs` after training, as plan() counts it:
+    the evaluations `names` (keys of EVALS) on `dataset` (None: each run's pretraining set), with a train split
+    of `train` images (0: its default size) and the first `test` images of its test split (0: all), and `copies`
+    more sets of that many images embedded (corrupted copies, background splits). With no names, only the
+    test-sized sets are embedded (a representation's statistics)."""
+    configs: tuple[RunConfig, ...]
+    names: tuple[str, ...] = ("knn", "linear")
+    dataset: str | None = None
+    train: int = 0
+    test: int = 0
+    copies: int = 0
+
+    def __post_init__(self):
+        for name in self.names:
+            choose("evaluation", name, EVALS)
+        for field in ("train", "test", "copies"):
+            at_least(field, getattr(self, field), 0)
+        object.__setattr__(self, "configs", tuple(self.configs))
+
+
+def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:
+    """Seconds per training step of `cfg` on its device (with `threads` CPU threads; default: this process's),
+    timed on random data after one warm-up step."""
+    with _threads(threads):
+        return _step_seconds(cfg, steps)
+
+
+def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | None = None) -> float:
+    """Seconds of `evaluation` on one run of `cfg`'s encoder (with `threads` CPU threads): building the model
+    (once per evaluation of a run), then the embedding and the evaluations, timed with a randomly initialised
+    encoder on SAMPLE train and test images and scaled to the full sizes (embedding per image; a probe's fit
+    in proportion to its train images; the train sample is spread evenly, so a sorted split shows every class)."""
+    dataset = evaluation.dataset or cfg.dataset
+    train = load_dataset(dataset, "train", image_size=cfg.image_size, size=evaluation.train)
+    test = load_dataset(dataset, "test", image_size=cfg.image_size)
+    n_test = min(evaluation.test or len(test), len(test))
+    sample_train = train.subset(torch.linspace(0, len(train) - 1, min(SAMPLE, len(train))).long())
+    sample_test = test.subset(torch.arange(min(SAMPLE, n_test)))
+    device = resolve_device(cfg.device)
+    with _threads(threads):
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        encoder = METHODS[cfg.method](cfg, train.num_classes).encoder.to(device)
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        cache = {id(s): (s, extract_features(encoder, s.images, device)) for s in (sample_train, sample_test)}
+        embed = (time.perf_counter() - start) / (len(sample_train) + len(sample_test))
+        fit = 0.0
+        if evaluation.names:
+            start = time.perf_counter()
+            for name in evaluation.names:
+                EVALS[name](encoder, sample_train, sample_test, device, cache=cache)
+            fit = time.perf_counter() - start
+    embedded = (len(train) if evaluation.names else 0) + (1 + evaluation.copies) * n_test
+    return build + embed * embedded + fit * len(train) / len(sample_train)
+
+
+@contextmanager
+def _threads(threads: int | None):
+    """Run a block with `threads` CPU threads (None: as it is), then restore the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _step_seconds(cfg: RunConfig, steps: int) -> float:
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(0)
+    model = METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
+    optimizer = make_optimizer(cfg, model)
+    x = torch.randint(0, 256, (cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
+    y = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)   # class (DnC: cluster) 0 suits every method
+    g = torch.Generator(device=device).manual_seed(0)
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(x, y, g)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps

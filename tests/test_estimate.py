@@ -1,0 +1,125 @@
+"""plan()'s estimate of evaluation time (ssl_core.estimate), and the smoke check of estimates against measured times."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssl_core.config import RunConfig
+from ssl_core.data import load_dataset
+from ssl_core.estimate import SAMPLE, Evaluation, measure_eval_seconds
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import plan_vs_measured  # noqa: E402
+
+TINY = RunConfig(method="simclr", dataset="curated", dataset_size=512, encoder="resnet10", width=8, epochs=1.0,
+                 batch_size=64, device="cpu")
+
+
+class Clock:
+    """A perf_counter that advances one second per call: every timed block lasts exactly one second."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_evaluation_seconds_scale_the_timed_sample_to_the_full_sizes(monkeypatch):
+    import ssl_core.estimate as estimate
+    monkeypatch.setattr(estimate.time, "perf_counter", Clock())
+    train = len(load_dataset("suite/digits", "train", size=1000))
+    test = len(load_dataset("suite/digits", "test"))
+    sampled = SAMPLE + min(SAMPLE, 300)                       # each timed block: 1 s (model, embedding, probes)
+    ev = Evaluation([TINY], ("knn", "linear"), "suite/digits", train=1000, test=300, copies=3)
+    assert test > 300                                          # the sizes the loaders give (train: whole classes)
+    expected = 1 + (train + 4 * 300) / sampled + train / SAMPLE   # model + per image embedded + fit by train images
+    assert measure_eval_seconds(TINY, ev) == pytest.approx(expected)
+    embeddings_only = Evaluation([TINY], (), "suite/digits", test=300, copies=3)
+    assert measure_eval_seconds(TINY, embeddings_only) == pytest.approx(1 + 4 * 300 / sampled)   # no train split, no fit
+
+
+def test_evaluation_runs_the_named_evaluations_on_the_sample(monkeypatch):
+    import ssl_core.estimate as estimate
+    seen = []
+    monkeypatch.setitem(estimate.EVALS, "linear", lambda enc, train, test, device, cache: seen.append(
+        (len(train), len(test), set(cache) == {id(train), id(test)})) or [])
+    measure_eval_seconds(TINY, Evaluation([TINY], ("linear",), test=100))
+    assert seen == [(SAMPLE, 100, True)]                      # the probe reuses the timed embeddings
+
+
+def test_evaluation_is_checked_before_any_compute():
+    with pytest.raises(ValueError, match="evaluation='linearr' is not allowed"):
+        Evaluation([TINY], ("linearr",))
+    with pytest.raises(ValueError, match="copies=-1 is not allowed"):
+        Evaluation([TINY], copies=-1)
+
+
+def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, capsys):
+    import ssl_core.grid as grid
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    timed = []
+    monkeypatch.setattr(grid, "measure_eval_seconds",
+                        lambda cfg, evaluation, threads=None: timed.append(evaluation.dataset) or 30.0)
+    a, b = TINY, TINY.replace(seed=1)
+    work = [Evaluation([a, b], ("linear",), "suite/digits"), Evaluation([a], ("knn",), "suite/colour")]
+    df = grid.plan([a, b, a], parallel=1, evaluations=work)
+    assert df.eval_seconds.tolist() == [60.0, 30.0, 0.0]      # a: both; b: one; a listed twice: counted once
+    assert timed == ["suite/digits", "suite/colour"]          # measured once per shape and evaluation
+    assert "estimated time 90 s: training 0 s, evaluation 90 s" in capsys.readouterr().out
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 3600.0)
+    grid.plan([a], parallel=1, evaluations=work)
+    assert "estimated time 120.0 min: training 0 s, evaluation 120.0 min" in capsys.readouterr().out
+
+
+def test_plan_evaluates_like_run_grid_by_default(monkeypatch):
+    import ssl_core.grid as grid
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    seen = []
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: seen.append(evaluation) or 1.0)
+    grid.plan([TINY], parallel=1)
+    assert seen == [Evaluation([TINY], ("knn", "linear"))]
+
+
+def _executed(tmp_path, estimates: list[str], seconds: list[float], whole: float) -> Path:
+    """A notebook as papermill leaves it: a first cell (imports) of 5 s, a plan cell per estimate, then cells of `seconds`."""
+    def cell(duration, text=""):
+        return {"cell_type": "code", "source": "", "metadata": {"papermill": {"duration": duration}},
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": text}]}
+    plans = [cell(1.0, f"plan: 4 runs, 0 stored or cached, 4 to train on cpu, 2 at a time with 1 thread(s) each; "
+                       f"estimated time {e}: training 1 s, evaluation 2 s\n") for e in estimates]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell(5.0), *plans, *map(cell, seconds)],
+                                "metadata": {"papermill": {"duration": whole}}}))
+    return path
+
+
+def test_plan_vs_measured_times_the_cells_after_the_plan_and_fails_off_by_more_than_2x(tmp_path, capsys):
+    path = _executed(tmp_path, ["30 s", "1.0 min"], [40.0, 20.0], 70.0)
+    assert plan_vs_measured.timings(path) == (90.0, 61.0, 70.0)     # the second plan's cell counts as after the first
+    assert plan_vs_measured.main([str(path)]) == 0
+    assert plan_vs_measured.main([str(_executed(tmp_path, ["24 s"], [60.0], 70.0))]) == 1     # 24 s against 60 s
+    assert capsys.readouterr().out.splitlines()[-1].endswith("0.40     70.0  off by more than 2x")
+    assert plan_vs_measured.main([str(_executed(tmp_path, ["2.1 min"], [60.0], 70.0))]) == 1  # 126 s against 60 s
+
+
+def test_plan_vs_measured_refuses_a_notebook_papermill_did_not_run(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [], "metadata": {}}))
+    with pytest.raises(ValueError, match="no plan estimate or no papermill duration"):
+        plan_vs_measured.timings(path)
+
+
+def test_plan_skips_evaluations_whose_rows_are_cached_and_counts_the_rest(monkeypatch):
+    import ssl_core.grid as grid
+    from ssl_core.runs import run_or_load
+    cfg = TINY.replace(epochs=0.25)
+    run_or_load(cfg, evals=("knn",), progress=False)          # trained, and its kNN rows cached
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
+    done, todo = Evaluation([cfg], ("knn",)), Evaluation([cfg], ("knn", "linear"))
+    assert grid.plan([cfg], evaluations=[done]).eval_seconds.tolist() == [0.0]
+    assert grid.plan([cfg], evaluations=[todo]).eval_seconds.tolist() == [1.0]   # linear is still to do
+    corrupted = Evaluation([cfg], ("knn",), copies=2)        # not run_grid's: its rows are not looked up
+    assert grid.plan([cfg], evaluations=[corrupted]).eval_seconds.tolist() == [1.0]
