@@ -24,7 +24,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench import augment, compile_payoff, gpu_epoch, grid, precision, step, wait_policy  # noqa: E402
+from bench import augment, compile_payoff, gpu_epoch, grid, precision, stacking, step, wait_policy  # noqa: E402
 from bench.timing import Target, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +203,11 @@ def main(argv=None):
     text, row = grid.measure(*((2, 0.2, 1) if args.quick else (8, 1.0, 3)))
     sections.append((grid.TITLE + took(t0), f"{protocol(grid)}\n\n{text}"))
     targets.append(row)
+
+    print("stacked models", flush=True)
+    t0 = time.perf_counter()
+    text = stacking.measure(*((2, (16,), 1) if args.quick else (8, (16, 64), 3)))
+    sections.append((stacking.TITLE + took(t0), f"{protocol(stacking)}\n\n{text}"))
 
     print("bf16 against fp32 after a short run", flush=True)
     t0 = time.perf_counter()

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `bench` is a folder of scripts, not installed
-from bench import gpu_epoch, grid  # noqa: E402
+from bench import gpu_epoch, grid, stacking  # noqa: E402
 from bench.timing import Sample, Target, interleave, ratio, timed  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.models import CifarResNet  # noqa: E402
 from ssl_core.stats import Effect  # noqa: E402
 from ssl_core.train import resolve_precision  # noqa: E402
 
@@ -195,3 +196,16 @@ def test_grid_bench_times_both_cases_and_writes_its_section(private_cache, tmp_p
     grid.write_section(results, grid.TITLE, text)                 # a second pass replaces, never duplicates
     body = results.read_text()
     assert body.count(f"## {grid.TITLE}") == 1 and "## Before" in body and "## After" in body
+
+
+def test_a_stacked_network_computes_the_separate_networks_and_the_bench_times_both():
+    torch.manual_seed(0)
+    models = [CifarResNet((1, 1, 1, 1), 8) for _ in range(3)]
+    stack = stacking.stacked_resnet10(8, 3)
+    stacking.load_separate(stack, models)
+    x = [torch.randn(4, 3, 32, 32) for _ in models]
+    together = stack(torch.cat(x, 1)).mean((2, 3)).chunk(3, dim=1)          # model i: channel group i
+    for model, xi, zi in zip(models, x, together):
+        torch.testing.assert_close(zi, model(xi), rtol=1e-4, atol=1e-5)
+    seconds = stacking.step_seconds(batch=4, models=2, steps=1, rounds=1)
+    assert set(seconds) == {"one after another", "stacked"} and all(s[0] > 0 for s in seconds.values())
