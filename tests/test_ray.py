@@ -7,6 +7,7 @@ import torch
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
+from ssl_core.backends import close_pool  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.grid import run_grid  # noqa: E402
 from ssl_core.runs import read_record  # noqa: E402
@@ -57,6 +58,7 @@ def alive(p: psutil.Process) -> bool:
 def test_ray_grid_matches_local_survives_a_failure_and_leaves_no_process(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CORE_CACHE", str(tmp_path / "local"))
     local = run_grid(GRID, EVALS, ON, backend="local")
+    close_pool()                         # the local workers, kept for the next local grid, are not Ray's to end
 
     monkeypatch.setenv("SSL_CORE_CACHE", str(tmp_path / "ray"))
     stop, seen = threading.Event(), {}
