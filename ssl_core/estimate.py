@@ -1,19 +1,24 @@
-"""What a run costs on this device, measured before it runs: seconds per training step, and seconds of the
-frozen-encoder evaluations a notebook does after training (`Evaluation`), for grid.plan's estimate."""
+"""What a run costs on this device, measured before it runs: seconds per training step (observed in finished runs of
+its shape, else timed), and seconds of the frozen-encoder evaluations a notebook does after training (`Evaluation`),
+for grid.plan's estimate."""
 from __future__ import annotations
 
+import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from ssl_core import store
 from ssl_core.checks import at_least, choose
 from ssl_core.config import RunConfig
-from ssl_core.data import load_dataset
+from ssl_core.data import cache_dir, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.evaluate.features import extract_features
+from ssl_core.io import read_json
 from ssl_core.methods import METHODS
+from ssl_core.runs import cpu_model
 from ssl_core.train import make_optimizer, resolve_device, resolve_precision
 
 SAMPLE = 256   # train and test images an evaluation is timed on; its cost is scaled to the full sizes
@@ -39,6 +44,30 @@ class Evaluation:
         for field in ("train", "test", "copies"):
             at_least(field, getattr(self, field), 0)
         object.__setattr__(self, "configs", tuple(self.configs))
+
+
+def observed_step_seconds(cfg: RunConfig, threads: int) -> float | None:
+    """Median seconds per step of the finished runs of `cfg`'s shape (method, encoder, width, batch, image size,
+    device, precision) trained with `threads` threads on this CPU model, from the results store and the cache;
+    None if there are none. Whole runs, so per-epoch checkpoints and runs training beside them are counted,
+    which two steps timed on an idle machine miss (claim 4's evidence took ~1.8x that estimate)."""
+    device = resolve_device(cfg.device)
+    shape = (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, device.type,
+             resolve_precision(cfg.precision, device), threads, cpu_model())
+    paths = [*store.store_dir().glob("*.json"), *(cache_dir() / "runs").glob("*/run.json")]
+    seconds = []
+    for path in paths:
+        entry = read_json(path)                          # a store entry {config, record, rows}, or a run.json
+        if not isinstance(entry, dict):
+            continue
+        record = entry.get("record", entry)
+        c = entry.get("config") or record.get("config")
+        if not c or not record.get("steps") or record.get("stages"):
+            continue
+        if (c["method"], c["encoder"], c["width"], c["batch_size"], c["image_size"], record["device"].split(":")[0],
+                record["precision"], record.get("threads"), record.get("cpu")) == shape:
+            seconds.append(record["train_seconds"] / record["steps"])
+    return statistics.median(seconds) if seconds else None
 
 
 def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:

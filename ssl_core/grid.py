@@ -11,7 +11,7 @@ from ssl_core.backends import BACKENDS, schedule
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
-from ssl_core.estimate import Evaluation, measure_eval_seconds, measure_step_seconds
+from ssl_core.estimate import Evaluation, measure_eval_seconds, measure_step_seconds, observed_step_seconds
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
 from ssl_core.runs import eval_id, finished, has_rows
@@ -52,9 +52,9 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     """Print and return the plan: each run, whether it is stored or cached, its steps and estimated seconds of
     training and of evaluation (a run the grid lists twice is trained and counted once).
 
-    Training: two steps of every distinct (method, encoder, width, batch) uncached shape, timed on this
-    device with the threads each run will get when `parallel` runs train at once (0: as run_grid's automatic
-    choice). Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set)
+    Training: the seconds per step of finished runs of the same shape on this CPU model with the threads each
+    run will get when `parallel` runs train at once (0: as run_grid's automatic choice), else two steps timed
+    on this device with those threads (estimate.observed_step_seconds, measure_step_seconds). Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set)
     timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are not there yet
     (`_evaluated`). The total is divided by the runs at a time.
     """
@@ -84,7 +84,7 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
             part_steps = round(epochs * steps_per_epoch(part, n))
             shape = (part.method, part.encoder, part.width, part.batch_size, part.image_size, part.device, part.precision)
             if not cached and part_steps and shape not in step_seconds:
-                step_seconds[shape] = measure_step_seconds(part, threads=threads)
+                step_seconds[shape] = observed_step_seconds(part, threads) or measure_step_seconds(part, threads=threads)
             seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,

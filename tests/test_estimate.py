@@ -1,9 +1,11 @@
 """plan()'s estimate of evaluation time (ssl_core.estimate), and the smoke check of estimates against measured times."""
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ssl_core.config import RunConfig
 from ssl_core.data import load_dataset
@@ -60,6 +62,7 @@ def test_evaluation_is_checked_before_any_compute():
 def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
     timed = []
     monkeypatch.setattr(grid, "measure_eval_seconds",
                         lambda cfg, evaluation, threads=None: timed.append(evaluation.dataset) or 30.0)
@@ -77,6 +80,7 @@ def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, cap
 def test_plan_evaluates_like_run_grid_by_default(monkeypatch):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
     seen = []
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: seen.append(evaluation) or 1.0)
     grid.plan([TINY], parallel=1)
@@ -112,7 +116,7 @@ def test_plan_vs_measured_refuses_a_notebook_papermill_did_not_run(tmp_path):
         plan_vs_measured.timings(path)
 
 
-def test_plan_skips_evaluations_whose_rows_are_cached_and_counts_the_rest(monkeypatch):
+def test_plan_skips_evaluations_whose_rows_are_cached_and_counts_the_rest(monkeypatch, private_cache):
     import ssl_core.grid as grid
     from ssl_core.runs import run_or_load
     cfg = TINY.replace(epochs=0.25)
@@ -123,3 +127,32 @@ def test_plan_skips_evaluations_whose_rows_are_cached_and_counts_the_rest(monkey
     assert grid.plan([cfg], evaluations=[todo]).eval_seconds.tolist() == [1.0]   # linear is still to do
     corrupted = Evaluation([cfg], ("knn",), copies=2)        # not run_grid's: its rows are not looked up
     assert grid.plan([cfg], evaluations=[corrupted]).eval_seconds.tolist() == [1.0]
+
+
+def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypatch, private_cache):
+    import ssl_core.grid as grid
+    from ssl_core import store
+    from ssl_core.estimate import observed_step_seconds
+    from ssl_core.runs import cpu_model
+    from ssl_core.train import resolve_precision
+    precision = resolve_precision(TINY.precision, torch.device("cpu"))
+
+    def finished(seed: int, seconds: float, threads: int = 1, cpu: str = cpu_model()):
+        cfg = TINY.replace(seed=seed)
+        record = {"key": cfg.key(), "steps": 100, "train_seconds": seconds, "device": "cpu", "precision": precision,
+                  "threads": threads, "cpu": cpu, "stages": None}
+        (store.store_dir() / f"{cfg.key()}.json").write_text(json.dumps(
+            {"key": cfg.key(), "config": dataclasses.asdict(cfg), "record": record, "rows": {}}))
+
+    store.store_dir().mkdir(parents=True, exist_ok=True)
+    assert observed_step_seconds(TINY, 1) is None
+    for seed, seconds in enumerate([10.0, 30.0, 20.0]):
+        finished(seed + 10, seconds)
+    finished(20, 900.0, threads=2)                            # another thread count
+    finished(21, 900.0, cpu="another CPU")                    # another machine kind
+    assert observed_step_seconds(TINY, 1) == pytest.approx(0.2)              # the median of 0.1, 0.3, 0.2
+    assert observed_step_seconds(TINY.replace(batch_size=32), 1) is None     # another shape
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: pytest.fail("timed a known shape"))
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
+    df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[])   # two at a time, 1 thread each
+    assert df.est_seconds.tolist() == [pytest.approx(0.2 * (512 // 64))] * 2
