@@ -16,6 +16,7 @@ import atexit
 import dataclasses
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -71,7 +72,7 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
                     running.pop(future)
                     bar.update()
     except BaseException:
-        close_pool()               # a failed or interrupted grid: runs not started are cancelled, the workers end
+        close_pool(kill=True)      # a failed or interrupted grid: its runs stop (to resume from their checkpoints)
         raise
     return outcomes
 
@@ -85,6 +86,8 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     started under other environment variables (workers read $SSL_CORE_CACHE and the like), is closed first.
     Spawned, not forked: a fork would copy this process's OpenMP threads."""
     key = (workers, threads, frozenset(os.environ.items()))
+    if key in _POOL and _POOL[key]._broken:            # a worker died (killed, out of memory): start afresh
+        close_pool()
     if key not in _POOL:
         close_pool()
         _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -92,9 +95,13 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     return _POOL[key]
 
 
-def close_pool() -> None:
-    """End the kept workers (their current runs finish first; queued ones are cancelled)."""
+def close_pool(kill: bool = False) -> None:
+    """End the kept workers: queued runs are cancelled and idle workers exit; with `kill`, runs in progress are
+    stopped too (the executor has no public way to, hence its `_processes`)."""
     for pool in _POOL.values():
+        if kill:
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
     _POOL.clear()
 
@@ -149,6 +156,9 @@ GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    # Jupyter interrupts a kernel by signalling its process group, workers included: an idle worker must outlive
+    # an interrupted cell, and an interrupted grid stops its own workers (close_pool)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent()                         # a worker ends with the kernel or script that started it
 
 

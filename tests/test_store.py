@@ -2,6 +2,7 @@
 and a run trained beside others gives the bits it gives alone."""
 import dataclasses
 import json
+import os
 import shutil
 
 import pytest
@@ -98,6 +99,26 @@ def test_grids_share_their_workers_and_a_reused_worker_gives_the_bits_of_a_fresh
     run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
     assert next(iter(backends._POOL.values())) is not pool and len(backends._POOL) == 1
     assert (private_cache / "elsewhere" / "runs" / TINY.key()).is_dir()
+
+
+def test_idle_workers_outlive_an_interrupt_and_a_dead_worker_is_replaced(private_cache):
+    import signal
+    import time
+    import ssl_core.backends as backends
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    pool = next(iter(backends._POOL.values()))
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGINT)                       # Jupyter's interrupt reaches the kernel's process group
+    time.sleep(1)
+    run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2)
+    assert next(iter(backends._POOL.values())) is pool
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)                      # killed, as by the out-of-memory killer
+    deadline = time.time() + 30
+    while not pool._broken and time.time() < deadline:
+        time.sleep(0.2)
+    after = run_grid([TINY.replace(seed=s) for s in (4, 5)], ("knn",), parallel=2)
+    assert next(iter(backends._POOL.values())) is not pool and len(after) == 2
 
 
 def test_two_processes_that_need_one_run_train_it_once(private_cache):
