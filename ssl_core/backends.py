@@ -86,9 +86,7 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     started under other environment variables (workers read $SSL_CORE_CACHE and the like), is closed first.
     Spawned, not forked: a fork would copy this process's OpenMP threads."""
     key = (workers, threads, frozenset(os.environ.items()))
-    if key in _POOL and _POOL[key]._broken:            # a worker died (killed, out of memory): start afresh
-        close_pool()
-    if key not in _POOL:
+    if key not in _POOL or _POOL[key]._broken:         # another shape, or a worker died (killed, out of memory)
         close_pool()
         _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(threads,))

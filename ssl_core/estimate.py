@@ -46,17 +46,20 @@ class Evaluation:
         object.__setattr__(self, "configs", tuple(self.configs))
 
 
-def observed_step_seconds(cfg: RunConfig, threads: int) -> float | None:
-    """Median seconds per step of the finished runs of `cfg`'s shape (method, encoder, width, batch, image size,
-    device, precision) trained with `threads` threads on this CPU model, from the results store and the cache;
-    None if there are none. Whole runs, so per-epoch checkpoints and runs training beside them are counted,
-    which two steps timed on an idle machine miss (claim 4's evidence took ~1.8x that estimate)."""
+def step_shape(cfg: RunConfig, threads: int) -> tuple:
+    """What a training step's cost depends on: method, encoder, width, batch, image size, device, precision,
+    CPU threads and CPU model."""
     device = resolve_device(cfg.device)
-    shape = (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, device.type,
-             resolve_precision(cfg.precision, device), threads, cpu_model())
-    paths = [*store.store_dir().glob("*.json"), *(cache_dir() / "runs").glob("*/run.json")]
-    seconds = []
-    for path in paths:
+    return (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, device.type,
+            resolve_precision(cfg.precision, device), threads, cpu_model())
+
+
+def observed_step_seconds() -> dict[tuple, float]:
+    """Median seconds per step of the finished runs in the results store and the cache, by step_shape (read
+    once, for a whole plan). Whole runs, so per-epoch checkpoints and runs training beside them are counted,
+    which two steps timed on an idle machine miss (claim 4's evidence took ~1.8x that estimate)."""
+    seconds: dict[tuple, list[float]] = {}
+    for path in [*store.store_dir().glob("*.json"), *(cache_dir() / "runs").glob("*/run.json")]:
         entry = read_json(path)                          # a store entry {config, record, rows}, or a run.json
         if not isinstance(entry, dict):
             continue
@@ -64,10 +67,10 @@ def observed_step_seconds(cfg: RunConfig, threads: int) -> float | None:
         c = entry.get("config") or record.get("config")
         if not c or not record.get("steps") or record.get("stages"):
             continue
-        if (c["method"], c["encoder"], c["width"], c["batch_size"], c["image_size"], record["device"].split(":")[0],
-                record["precision"], record.get("threads"), record.get("cpu")) == shape:
-            seconds.append(record["train_seconds"] / record["steps"])
-    return statistics.median(seconds) if seconds else None
+        shape = (c["method"], c["encoder"], c["width"], c["batch_size"], c["image_size"],
+                 record["device"].split(":")[0], record["precision"], record.get("threads"), record.get("cpu"))
+        seconds.setdefault(shape, []).append(record["train_seconds"] / record["steps"])
+    return {shape: statistics.median(values) for shape, values in seconds.items()}
 
 
 def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:

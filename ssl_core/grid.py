@@ -11,7 +11,8 @@ from ssl_core.backends import BACKENDS, schedule
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
-from ssl_core.estimate import Evaluation, measure_eval_seconds, measure_step_seconds, observed_step_seconds
+from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_step_seconds, observed_step_seconds,
+                               step_shape)
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
 from ssl_core.runs import eval_id, finished, has_rows
@@ -54,9 +55,10 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
 
     Training: the seconds per step of finished runs of the same shape on this CPU model with the threads each
     run will get when `parallel` runs train at once (0: as run_grid's automatic choice), else two steps timed
-    on this device with those threads (estimate.observed_step_seconds, measure_step_seconds). Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set)
-    timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are not there yet
-    (`_evaluated`). The total is divided by the runs at a time.
+    on this device with those threads (estimate.observed_step_seconds, measure_step_seconds). Evaluation:
+    each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set) timed on a sample
+    (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
+    total is divided by the runs at a time.
     """
     valid_list("configs", configs)
     at_least("parallel", typed("parallel", parallel, int), 0)
@@ -66,6 +68,7 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     workers, threads = schedule(todo, parallel)
     workers = max(1, min(workers, len(todo)))
     step_seconds: dict[tuple, float] = {}
+    observed = observed_step_seconds() if todo else {}
     eval_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
     rows, seen = [], set()
@@ -82,9 +85,9 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
         # DnC trains its base and experts with another method's step before its own (distillation)
         for part, epochs in stage_costs(cfg) if cfg.method == "dnc" else [(cfg, cfg.epochs)]:
             part_steps = round(epochs * steps_per_epoch(part, n))
-            shape = (part.method, part.encoder, part.width, part.batch_size, part.image_size, part.device, part.precision)
+            shape = step_shape(part, threads)
             if not cached and part_steps and shape not in step_seconds:
-                step_seconds[shape] = observed_step_seconds(part, threads) or measure_step_seconds(part, threads=threads)
+                step_seconds[shape] = observed.get(shape) or measure_step_seconds(part, threads=threads)
             seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,

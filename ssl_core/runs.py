@@ -70,6 +70,7 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
+@lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
     try:

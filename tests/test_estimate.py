@@ -62,7 +62,7 @@ def test_evaluation_is_checked_before_any_compute():
 def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     timed = []
     monkeypatch.setattr(grid, "measure_eval_seconds",
                         lambda cfg, evaluation, threads=None: timed.append(evaluation.dataset) or 30.0)
@@ -80,7 +80,7 @@ def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, cap
 def test_plan_evaluates_like_run_grid_by_default(monkeypatch):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     seen = []
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: seen.append(evaluation) or 1.0)
     grid.plan([TINY], parallel=1)
@@ -132,7 +132,7 @@ def test_plan_skips_evaluations_whose_rows_are_cached_and_counts_the_rest(monkey
 def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypatch, private_cache):
     import ssl_core.grid as grid
     from ssl_core import store
-    from ssl_core.estimate import observed_step_seconds
+    from ssl_core.estimate import observed_step_seconds, step_shape
     from ssl_core.runs import cpu_model
     from ssl_core.train import resolve_precision
     precision = resolve_precision(TINY.precision, torch.device("cpu"))
@@ -145,13 +145,15 @@ def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypat
             {"key": cfg.key(), "config": dataclasses.asdict(cfg), "record": record, "rows": {}}))
 
     store.store_dir().mkdir(parents=True, exist_ok=True)
-    assert observed_step_seconds(TINY, 1) is None
+    assert observed_step_seconds() == {}
     for seed, seconds in enumerate([10.0, 30.0, 20.0]):
         finished(seed + 10, seconds)
     finished(20, 900.0, threads=2)                            # another thread count
     finished(21, 900.0, cpu="another CPU")                    # another machine kind
-    assert observed_step_seconds(TINY, 1) == pytest.approx(0.2)              # the median of 0.1, 0.3, 0.2
-    assert observed_step_seconds(TINY.replace(batch_size=32), 1) is None     # another shape
+    observed = observed_step_seconds()
+    assert observed[step_shape(TINY, 1)] == pytest.approx(0.2)               # the median of 0.1, 0.3, 0.2
+    assert step_shape(TINY.replace(batch_size=32), 1) not in observed        # another shape
+    assert len(observed) == 3                                                # 1 thread; 2 threads; another CPU
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: pytest.fail("timed a known shape"))
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[])   # two at a time, 1 thread each

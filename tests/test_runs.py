@@ -131,7 +131,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     from ssl_core.methods.dnc import budget
     seconds = {"moclr": 3.0, "dnc": 1.0}
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: seconds[cfg.method])
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     cfg = TINY.replace(method="dnc", epochs=5.0)
     split, per_epoch = budget(cfg), 512 // 64
@@ -144,7 +144,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
 def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     grid.plan([TINY])
     assert "torch.compile" not in capsys.readouterr().out
@@ -156,7 +156,7 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
     import ssl_core.grid as grid
     timed = []
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: timed.append(threads) or 1.0)
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     configs = [TINY.replace(seed=s) for s in range(4)]
     df = grid.plan(configs, parallel=2)
@@ -169,7 +169,7 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
 def test_plan_counts_a_run_the_grid_lists_twice_once(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
-    monkeypatch.setattr(grid, "observed_step_seconds", lambda cfg, threads: None)   # timed, not looked up
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1), TINY], parallel=1)
     per_run = 2.0 * 512 // 64
