@@ -6,7 +6,7 @@
 Each chosen run is retrained in a fresh cache with the store off, with the thread count its record names,
 and every stored row that names an evaluation of ssl_core.evaluate on a dataset is recomputed. On the CPU
 model that produced the store the weights (their sha256), the losses and every recomputed metric must be
-identical. On another machine kind bits may differ (other kernels, bf16 where the other had fp32): metrics
+identical (a run trained stacked is retrained stacked). On another machine kind bits may differ (other kernels, bf16 where the other had fp32): metrics
 must then lie within TOLERANCE points. Rows derived by panels (corruptions, mechanisms) follow from the
 weights: identical weights make them identical, and the audit says how many it did not recompute.
 """
@@ -26,7 +26,8 @@ from ssl_core import store
 from ssl_core.config import RunConfig
 from ssl_core.data import DATASETS, cache_dir
 from ssl_core.evaluate import EVALS
-from ssl_core.runs import cpu_model, pretrain, run_or_load
+from ssl_core.runs import cpu_model, pretrain_group, run_or_load
+from ssl_core.train import Diverged
 
 TOLERANCE = 6.0   # points between machine kinds: 1 vs 2 threads (another reduction order) moved SimCLR at 32 epochs
                   # by 4.9 kNN / 3.6 linear points, supervised by 0.4 / 0.5 (measured 2026-12-05 with --threads 2)
@@ -50,10 +51,15 @@ def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
     cfg = RunConfig(**entry["config"])
     record = entry["record"]
     recorded = int(record.get("threads") or torch.get_num_threads())
+    mode = record.get("mode", "alone")                 # a run resumed in the other mode cannot be retraced bit for bit
     same_kind = record.get("cpu") == cpu_model() and record.get("device", "cpu").startswith(
-        "cuda") == torch.cuda.is_available() and threads in (None, recorded)
+        "cuda") == torch.cuda.is_available() and threads in (None, recorded) and mode in ("alone", "stacked")
     torch.set_num_threads(threads or recorded)
-    fresh = pretrain(cfg, progress=False)
+    # a stacked run is retrained stacked: beside any other seed, since a member's bits do not depend on its neighbours
+    partner = [cfg.replace(seed=cfg.seed + 1)] if mode == "stacked" else []
+    fresh = pretrain_group([cfg, *partner], progress=False)[0]
+    if isinstance(fresh, Diverged):
+        raise fresh
     problems = []
     if same_kind and fresh["model_sha256"] != record["model_sha256"]:
         problems.append(f"weights differ (sha256 {fresh['model_sha256'][:12]} vs stored {record['model_sha256'][:12]})")

@@ -85,7 +85,7 @@ def gather(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def mean(x: torch.Tensor) -> torch.Tensor:
-    """The average of a scalar tensor over ranks (`x` itself in a plain process)."""
+    """The average of a tensor over ranks (`x` itself in a plain process)."""
     if world()[1] == 1:
         return x
     x = x.detach().clone()

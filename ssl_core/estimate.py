@@ -19,7 +19,8 @@ from ssl_core.evaluate.features import extract_features
 from ssl_core.io import read_json
 from ssl_core.methods import METHODS
 from ssl_core.runs import cpu_model
-from ssl_core.train import make_optimizer, resolve_device, resolve_precision
+from ssl_core.stack import stack_models
+from ssl_core.train import make_optimizer, resolve_device, resolve_precision, stacked_losses
 
 SAMPLE = 256   # train and test images an evaluation is timed on; its cost is scaled to the full sizes
 
@@ -46,12 +47,12 @@ class Evaluation:
         object.__setattr__(self, "configs", tuple(self.configs))
 
 
-def step_shape(cfg: RunConfig, threads: int) -> tuple:
+def step_shape(cfg: RunConfig, threads: int, mode: str = "alone") -> tuple:
     """What a training step's cost depends on: method, encoder, width, batch, image size, device, precision,
-    CPU threads and CPU model."""
+    CPU threads, CPU model, and whether the run trains alone or "stacked" (ssl_core.stack)."""
     device = resolve_device(cfg.device)
     return (cfg.method, cfg.encoder, cfg.width, cfg.batch_size, cfg.image_size, device.type,
-            resolve_precision(cfg.precision, device), threads, cpu_model())
+            resolve_precision(cfg.precision, device), threads, cpu_model(), mode)
 
 
 def observed_step_seconds() -> dict[tuple, float]:
@@ -68,16 +69,18 @@ def observed_step_seconds() -> dict[tuple, float]:
         if not c or not record.get("steps") or record.get("stages"):
             continue
         shape = (c["method"], c["encoder"], c["width"], c["batch_size"], c["image_size"],
-                 record["device"].split(":")[0], record["precision"], record.get("threads"), record.get("cpu"))
+                 record["device"].split(":")[0], record["precision"], record.get("threads"), record.get("cpu"),
+                 record.get("mode", "alone"))
         seconds.setdefault(shape, []).append(record["train_seconds"] / record["steps"])
     return {shape: statistics.median(values) for shape, values in seconds.items()}
 
 
-def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None) -> float:
+def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = None, stack: int = 1) -> float:
     """Seconds per training step of `cfg` on its device (with `threads` CPU threads; default: this process's),
-    timed on random data after one warm-up step."""
+    timed on random data after one warm-up step; with `stack` > 1, each run's share of a step of that many runs
+    stacked (ssl_core.stack)."""
     with _threads(threads):
-        return _step_seconds(cfg, steps)
+        return _step_seconds(cfg, steps, stack)
 
 
 def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | None = None) -> float:
@@ -121,23 +124,25 @@ def _threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def _step_seconds(cfg: RunConfig, steps: int) -> float:
+def _step_seconds(cfg: RunConfig, steps: int, stack: int) -> float:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(0)
-    model = METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
-    optimizer = make_optimizer(cfg, model)
+    models = [METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
+              for _ in range(stack)]
+    net = stack_models(models).train() if stack > 1 else models[0]
+    optimizer = make_optimizer(cfg, net)
     x = torch.randint(0, 256, (cfg.batch_size, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
     y = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)   # class (DnC: cluster) 0 suits every method
-    g = torch.Generator(device=device).manual_seed(0)
+    gs = [torch.Generator(device=device).manual_seed(i) for i in range(stack)]
     for i in range(steps + 1):
         if i == 1:
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(x, y, g)
+            loss = stacked_losses(net, models, [(x, y)] * stack, gs).sum() if stack > 1 else net(x, y, gs[0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+    return (time.perf_counter() - t0) / steps / stack

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ssl_core import store
-from ssl_core.backends import BACKENDS, schedule
+from ssl_core.backends import BACKENDS, schedule, stack_groups
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
@@ -49,24 +49,29 @@ def run_grid(configs: list[RunConfig], evals: tuple[str, ...] = ("knn", "linear"
     return df
 
 
-def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluation] | None = None) -> pd.DataFrame:
+def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluation] | None = None,
+         stack: int = 0) -> pd.DataFrame:
     """Print and return the plan: each run, whether it is stored or cached, its steps and estimated seconds of
     training and of evaluation (a run the grid lists twice is trained and counted once).
 
     Training: the seconds per step of finished runs of the same shape on this CPU model with the threads each
-    run will get when `parallel` runs train at once (0: as run_grid's automatic choice), else two steps timed
-    on this device with those threads (estimate.observed_step_seconds, measure_step_seconds). Evaluation:
+    run will get when `parallel` jobs train at once (0: as run_grid's automatic choice), alone or stacked as
+    run_grid will (`stack`, backends.stack_groups), else two steps timed on this device with those threads
+    (estimate.observed_step_seconds, measure_step_seconds). Evaluation:
     each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set) timed on a sample
     (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
     total is divided by the runs at a time.
     """
     valid_list("configs", configs)
     at_least("parallel", typed("parallel", parallel, int), 0)
+    at_least("stack", typed("stack", stack, int), 0)
     evaluations = [Evaluation(tuple(configs))] if evaluations is None else evaluations
     check_resources(configs, finished)
     todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
     workers, threads = schedule(todo, parallel)
-    workers = max(1, min(workers, len(todo)))
+    jobs = stack_groups(todo, workers, stack)
+    stacked = {cfg: len(job) for job in jobs for cfg in job if len(job) > 1}   # run -> runs in its stack
+    workers = max(1, min(workers, len(jobs)))
     step_seconds: dict[tuple, float] = {}
     observed = observed_step_seconds() if todo else {}
     eval_seconds: dict[tuple, float] = {}
@@ -85,10 +90,12 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
         # DnC trains its base and experts with another method's step before its own (distillation)
         for part, epochs in stage_costs(cfg) if cfg.method == "dnc" else [(cfg, cfg.epochs)]:
             part_steps = round(epochs * steps_per_epoch(part, n))
-            shape = step_shape(part, threads)
-            if not cached and part_steps and shape not in step_seconds:
-                step_seconds[shape] = observed.get(shape) or measure_step_seconds(part, threads=threads)
-            seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape]
+            members = stacked.get(cfg, 1)
+            shape = step_shape(part, threads, "stacked" if members > 1 else "alone")
+            if not cached and part_steps and (shape, members) not in step_seconds:
+                step_seconds[shape, members] = observed.get(shape) or measure_step_seconds(part, threads=threads,
+                                                                                           stack=members)
+            seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape, members]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
                      "eval_seconds": 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)})
@@ -97,7 +104,8 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
     training, evaluating = df.est_seconds.sum() / workers, df.eval_seconds.sum() / workers
     print(f"plan: {len(seen)} runs, {len(seen) - len(todo)} stored or cached, {len(todo)} to train "
-          f"on {device}, {workers} at a time with {threads} thread(s) each; estimated time "
+          f"on {device}{f' ({len(stacked)} stacked)' if stacked else ''}, {workers} at a time with {threads} "
+          f"thread(s) each; estimated time "
           f"{duration(training + evaluating)}: training {duration(training)}, evaluation {duration(evaluating)}"
           f"{' (eager steps; torch.compile adds ~45 s per new setting on a CPU)' if compiling else ''}")
     return df

@@ -21,6 +21,7 @@ import hashlib
 import platform
 import time
 import warnings
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -38,7 +39,7 @@ from ssl_core.evaluate import EVALS
 from ssl_core.io import locked, read_json, save_atomic, write_json
 from ssl_core.methods import METHODS
 from ssl_core.preflight import check_evals, check_resources, valid
-from ssl_core.train import resolve_device, train
+from ssl_core.train import Diverged, TrainResult, resolve_device, train_group
 
 RUN_COLUMNS = ("method", "dataset", "encoder", "width", "epochs", "batch_size", "lr", "temperature", "seed")
 
@@ -118,25 +119,45 @@ def pretrain(cfg: RunConfig, progress: bool = True) -> dict:
     """Train `cfg` unless a finished, intact run is cached; return its run.json record (stored too,
     when the store is writable). One process trains a run at a time: another that needs the same run
     (a second notebook on the cache) waits for it, then loads it."""
-    valid("cfg", cfg)
-    record = read_record(cfg)
-    if record is None:
-        check_resources([cfg])                          # a refused run leaves nothing in the cache
-        with locked(cache_dir() / "locks" / f"{cfg.key()}.lock"):
-            record = read_record(cfg) or _train_and_record(cfg, progress)
-    store.add(cfg, record)
+    (record,) = pretrain_group([cfg], progress)
+    if isinstance(record, Diverged):
+        raise record
     return record
 
 
-def _train_and_record(cfg: RunConfig, progress: bool) -> dict:
+def pretrain_group(cfgs: list[RunConfig], progress: bool = True) -> list[dict | Diverged]:
+    """pretrain() of runs of one shape (configs equal but for the seed): those not cached train together
+    (ssl_core.train.train_group: stacked when several). A run that diverged comes back as its Diverged."""
+    for cfg in cfgs:
+        valid("cfg", cfg)
+    records: dict[RunConfig, dict | Diverged | None] = {cfg: read_record(cfg) for cfg in cfgs}
+    todo = [cfg for cfg in cfgs if records[cfg] is None]
+    if todo:
+        check_resources(todo)                           # a refused run leaves nothing in the cache
+        with ExitStack() as held:
+            for cfg in sorted(todo, key=RunConfig.key):  # one order for every process: no deadlock
+                held.enter_context(locked(cache_dir() / "locks" / f"{cfg.key()}.lock"))
+            records.update({cfg: read_record(cfg) for cfg in todo})   # finished by another process meanwhile
+            todo = [cfg for cfg in todo if records[cfg] is None]
+            for cfg in todo:
+                write_json(dataclasses.asdict(cfg), run_dir(cfg) / "config.json")
+            results = train_group(todo, [run_dir(cfg) for cfg in todo], progress=progress) if todo else []
+            for cfg, result in zip(todo, results):
+                records[cfg] = result if isinstance(result, Diverged) else _record(cfg, result)
+    for cfg, record in records.items():
+        if not isinstance(record, Diverged):
+            store.add(cfg, record)
+    return [records[cfg] for cfg in cfgs]
+
+
+def _record(cfg: RunConfig, result: TrainResult) -> dict:
+    """Save a finished run's weights and its run.json record (provenance), and drop its checkpoint."""
     d = run_dir(cfg)
-    write_json(dataclasses.asdict(cfg), d / "config.json")
-    result = train(cfg, d, progress=progress)
     save_atomic(result.model.state_dict(), d / "model.pt")
     record = {
         "config": dataclasses.asdict(cfg), "key": cfg.key(), "steps": result.steps,
         "losses": result.losses, "train_seconds": result.seconds, "device": result.device,
-        "precision": result.precision, "num_classes": result.num_classes,
+        "precision": result.precision, "mode": result.mode, "num_classes": result.num_classes,
         "stages": getattr(result.model, "stages", None),   # DnC: epochs, steps, seconds of each stage
         "model_sha256": file_sha256(d / "model.pt"),
         "ssl_core_version": ssl_core.__version__, "source_digest": source_digest(),

@@ -61,7 +61,7 @@ def test_evaluation_is_checked_before_any_compute():
 
 def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, capsys):
     import ssl_core.grid as grid
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     timed = []
     monkeypatch.setattr(grid, "measure_eval_seconds",
@@ -79,7 +79,7 @@ def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, cap
 
 def test_plan_evaluates_like_run_grid_by_default(monkeypatch):
     import ssl_core.grid as grid
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     seen = []
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: seen.append(evaluation) or 1.0)
@@ -154,7 +154,7 @@ def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypat
     assert observed[step_shape(TINY, 1)] == pytest.approx(0.2)               # the median of 0.1, 0.3, 0.2
     assert step_shape(TINY.replace(batch_size=32), 1) not in observed        # another shape
     assert len(observed) == 3                                                # 1 thread; 2 threads; another CPU
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: pytest.fail("timed a known shape"))
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: pytest.fail("timed a known shape"))
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
-    df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[])   # two at a time, 1 thread each
+    df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[], stack=1)   # two alone, 1 thread each
     assert df.est_seconds.tolist() == [pytest.approx(0.2 * (512 // 64))] * 2

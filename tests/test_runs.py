@@ -130,7 +130,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     import ssl_core.grid as grid
     from ssl_core.methods.dnc import budget
     seconds = {"moclr": 3.0, "dnc": 1.0}
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: seconds[cfg.method])
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: seconds[cfg.method])
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     cfg = TINY.replace(method="dnc", epochs=5.0)
@@ -143,7 +143,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
 
 def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
     import ssl_core.grid as grid
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     grid.plan([TINY])
@@ -155,7 +155,7 @@ def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
 def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkeypatch, capsys):
     import ssl_core.grid as grid
     timed = []
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: timed.append(threads) or 1.0)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: timed.append(threads) or 1.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     configs = [TINY.replace(seed=s) for s in range(4)]
@@ -168,13 +168,13 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
 
 def test_plan_counts_a_run_the_grid_lists_twice_once(monkeypatch, capsys):
     import ssl_core.grid as grid
-    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None: 1.0)
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1), TINY], parallel=1)
     per_run = 2.0 * 512 // 64
     assert df.est_seconds.tolist() == [per_run, per_run, 0.0]
-    assert f"plan: 2 runs, 0 stored or cached, 2 to train on cpu, 1 at a time with {torch.get_num_threads()} " \
+    assert f"plan: 2 runs, 0 stored or cached, 2 to train on cpu (2 stacked), 1 at a time with {torch.get_num_threads()} " \
            f"thread(s) each; estimated time {2 * per_run:.0f} s: training" in capsys.readouterr().out
 
 

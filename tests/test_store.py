@@ -35,7 +35,7 @@ def test_a_stored_run_is_read_without_weights_or_training(monkeypatch, private_c
     shutil.rmtree(private_cache / "runs")                     # a fresh clone: the store, no cache
     monkeypatch.setenv("SSL_CORE_STORE", "read")
     import ssl_core.runs as runs
-    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("a stored run was retrained"))
+    monkeypatch.setattr(runs, "train_group", lambda *a, **k: pytest.fail("a stored run was retrained"))
     again = run_or_load(TINY, ("knn", "linear"), progress=False)
     assert values(again) == values(first) and again.steps.tolist() == first.steps.tolist()
     assert not (private_cache / "runs").exists()
@@ -64,39 +64,39 @@ def test_cached_rows_from_other_weights_are_recomputed():
 
 def test_a_run_in_a_parallel_group_gives_the_bits_it_gives_alone(monkeypatch, private_cache):
     grid = [TINY.replace(seed=s) for s in range(2)]
-    together = run_grid(grid, ("knn", "linear"), parallel=2)
+    together = run_grid(grid, ("knn", "linear"), parallel=2, stack=1)
     assert sorted(json.loads((run_dir(c) / "run.json").read_text())["threads"] for c in grid) == [1, 1]
     shutil.rmtree(private_cache / "runs")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        alone = run_grid(grid, ("knn", "linear"), parallel=1)
+        alone = run_grid(grid, ("knn", "linear"), parallel=1, stack=1)
     finally:
         torch.set_num_threads(threads)
     key = ["key", "metric"]
     assert together.sort_values(key).value.tolist() == alone.sort_values(key).value.tolist()
-    again = run_grid(grid, ("knn", "linear"), parallel=2)            # all cached: read here, no worker
+    again = run_grid(grid, ("knn", "linear"), parallel=2, stack=1)            # all cached: read here, no worker
     assert again.sort_values(key).value.tolist() == together.sort_values(key).value.tolist()
 
 
 def test_grids_share_their_workers_and_a_reused_worker_gives_the_bits_of_a_fresh_run(monkeypatch, private_cache):
     import ssl_core.backends as backends
     key = ["key", "metric"]
-    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2, stack=1)
     pool = next(iter(backends._POOL.values()))
     workers = set(pool._processes)
-    second = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2)   # workers that trained before
+    second = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2, stack=1)   # workers that trained before
     assert next(iter(backends._POOL.values())) is pool and set(pool._processes) == workers
     shutil.rmtree(private_cache / "runs")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        alone = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=1)
+        alone = run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=1, stack=1)
     finally:
         torch.set_num_threads(threads)
     assert second.sort_values(key).value.tolist() == alone.sort_values(key).value.tolist()
     monkeypatch.setenv("SSL_CORE_CACHE", str(private_cache / "elsewhere"))   # workers must see the new cache
-    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2, stack=1)
     assert next(iter(backends._POOL.values())) is not pool and len(backends._POOL) == 1
     assert (private_cache / "elsewhere" / "runs" / TINY.key()).is_dir()
 
@@ -105,19 +105,19 @@ def test_idle_workers_outlive_an_interrupt_and_a_dead_worker_is_replaced(private
     import signal
     import time
     import ssl_core.backends as backends
-    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2)
+    run_grid([TINY.replace(seed=s) for s in range(2)], ("knn",), parallel=2, stack=1)
     pool = next(iter(backends._POOL.values()))
     for pid in list(pool._processes):
         os.kill(pid, signal.SIGINT)                       # Jupyter's interrupt reaches the kernel's process group
     time.sleep(1)
-    run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2)
+    run_grid([TINY.replace(seed=s) for s in (2, 3)], ("knn",), parallel=2, stack=1)
     assert next(iter(backends._POOL.values())) is pool
     for pid in list(pool._processes):
         os.kill(pid, signal.SIGKILL)                      # killed, as by the out-of-memory killer
     deadline = time.time() + 30
     while not pool._broken and time.time() < deadline:
         time.sleep(0.2)
-    after = run_grid([TINY.replace(seed=s) for s in (4, 5)], ("knn",), parallel=2)
+    after = run_grid([TINY.replace(seed=s) for s in (4, 5)], ("knn",), parallel=2, stack=1)
     assert next(iter(backends._POOL.values())) is not pool and len(after) == 2
 
 
@@ -130,11 +130,11 @@ def test_two_processes_that_need_one_run_train_it_once(private_cache):
         import json
         import ssl_core.runs as runs
         from ssl_core.config import RunConfig
-        real = runs.train
-        def train(*args, **kwargs):
+        real = runs.train_group
+        def train_group(*args, **kwargs):
             print("TRAINED", flush=True)
             return real(*args, **kwargs)
-        runs.train = train
+        runs.train_group = train_group
         cfg = RunConfig(**{dataclasses.asdict(TINY.replace(epochs=2.0))!r})
         print(json.dumps(runs.pretrain(cfg, progress=False)["model_sha256"]))
     """)

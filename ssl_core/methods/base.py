@@ -38,11 +38,27 @@ class Method(nn.Module):
         self.cfg = cfg
         self.loop_epochs = cfg.epochs   # epochs of the trainer's loop (DnC: the distillation's share)
 
+    stackable = False   # whether several runs of one shape may train as one network (ssl_core.stack)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """One step's scalar loss. Augments inside, batched, from generator `g`.
+        """One step's scalar loss. Augments inside, batched, from generator `g`. Default: the three parts below,
+        `objective(network(v), target)` with `v, target = inputs(x, y, g)`; a stackable method is written so.
 
         Shape: x (N, 3, H, W) uint8 on the training device; y (N, ...) what `prepare` returned, row by row.
         """
+        v, target = self.inputs(x, y, g)
+        return self.objective(self.network(v), target)
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's input (the augmented views, channels_last) and the objective's target."""
+        raise NotImplementedError
+
+    def network(self, v: torch.Tensor) -> torch.Tensor:
+        """The layers with parameters, views to what the objective scores: only these are stacked."""
+        raise NotImplementedError
+
+    def objective(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of the network's output `out`, without parameters of its own."""
         raise NotImplementedError
 
     def prepare(self, data: ImageSet, workdir: Path) -> Generator[Stage, object, torch.Tensor]:

@@ -30,8 +30,15 @@ class Contrastive(Method):
         v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue, gray_p=c.gray_p)
         return to_channels_last(torch.cat([v1, v2]))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        z = self.projector(self.encoder(self.two_views(x, g)))   # (2N, P)
+    stackable = True
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.two_views(x, g), y
+
+    def network(self, v: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(v))   # (2N, P)
+
+    def objective(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z1, z2 = gather(*z.chunk(2))            # negatives from the global batch under torchrun (else a no-op)
         return self.loss(z1, z2)
 

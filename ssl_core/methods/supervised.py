@@ -26,9 +26,16 @@ class Supervised(Method):
         self.projector = mlp([d, cfg.proj_hidden, cfg.proj_dim]) if projector else nn.Identity()
         self.classifier = nn.Linear(cfg.proj_dim if projector else d, num_classes)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    stackable = True
+
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         (v,) = views(x, g, 1, crop_min_scale=self.cfg.crop_min_scale, jitter=0.0, hue=0.0)
-        logits = self.classifier(self.projector(self.encoder(to_channels_last(v))))   # (N, classes)
+        return to_channels_last(v), y
+
+    def network(self, v: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.projector(self.encoder(v)))   # (N, classes)
+
+    def objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y)
 
 
