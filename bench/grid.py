@@ -1,12 +1,14 @@
 """Grid throughput: the same grid of small runs trained one after another and several at a time, side by side.
 
-The sequential case is `run_grid(..., parallel=1)`: one run after another in this process, on all its threads
-(how every notebook trained before). The parallel case is `run_grid(..., parallel=0)`: the automatic choice,
-on a CPU one single-threaded run per core in worker processes (ssl_core.backends.auto_parallel). Each case
-trains every run from nothing in a fresh cache (the store off), the cases alternate within a round, and the
-median per-round ratio of runs per hour is the figure; run alone, the row is written into bench/RESULTS.md.
+The sequential case is `run_grid(..., parallel=1, stack=1)`: one run after another in this process, on all its
+threads (how every notebook trained before). The parallel case is `run_grid(..., parallel=0)`: the automatic
+choice, on a CPU one single-threaded job per core in worker processes (ssl_core.backends.auto_parallel), runs of
+one shape stacked into one network (ssl_core.stack). Each case trains every run from nothing in a fresh cache
+(the store off), the cases alternate within a round, and the median per-round ratio of runs per hour is the
+figure; run alone, the row is written into bench/RESULTS.md.
 
-Run: `python bench/grid.py` (8 SimCLR runs of 1 epoch on 5,000 curated images, 3 rounds).
+Run: `python bench/grid.py` (8 SimCLR runs of 1 epoch on 5,000 curated images at the presets' batch of 64, 3 rounds;
+`--batch 16` for claim 4's small batch).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
@@ -26,44 +30,47 @@ from ssl_core.data import cache_dir, load_dataset  # noqa: E402
 from ssl_core.grid import run_grid  # noqa: E402
 
 TITLE = "Grid throughput: small runs one after another and several at a time"
-CASES = {"one after another (parallel=1)": 1, "several at a time (parallel=0, automatic)": 0}
+CASES = {"one after another (parallel=1, stack=1)": (1, 1),
+         "several at a time (parallel=0, stack=0: automatic)": (0, 0)}
 
 
-def grid(runs: int, epochs: float) -> list[RunConfig]:
-    """The presets' encoder and recipe (ResNet-10 width 8, batch 64) on curated, one run per seed."""
-    return [RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=3e-3,
+def grid(runs: int, epochs: float, batch: int = 64) -> list[RunConfig]:
+    """The presets' encoder and recipe (ResNet-10 width 8) on curated, one run per seed."""
+    return [RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=batch, lr=3e-3,
                       jitter=0.2, gray_p=0.0, epochs=epochs, seed=s) for s in range(runs)]
 
 
-def timed_grid(configs: list[RunConfig], parallel: int) -> float:
+@contextmanager
+def fresh_cache():
+    """A private, empty run cache (its generated data shared with the user's), the store off and bars hidden."""
+    with tempfile.TemporaryDirectory(prefix="ssl_core_bench_") as tmp:
+        (Path(tmp) / "data").symlink_to((cache_dir() / "data").resolve(), target_is_directory=True)
+        with mock.patch.dict(os.environ, {"SSL_CORE_CACHE": tmp, "SSL_CORE_STORE": "off", "TQDM_DISABLE": "1"}):
+            yield Path(tmp)
+
+
+def timed_grid(configs: list[RunConfig], parallel: int, stack: int) -> float:
     """Wall seconds to train every run of `configs` from nothing (a fresh cache sharing the generated data)."""
-    data = cache_dir() / "data"
-    with tempfile.TemporaryDirectory(prefix="ssl_core_grid_") as tmp:
-        (Path(tmp) / "data").symlink_to(data.resolve(), target_is_directory=True)
-        before = {k: os.environ.get(k) for k in ("SSL_CORE_CACHE", "SSL_CORE_STORE", "TQDM_DISABLE")}
-        os.environ.update(SSL_CORE_CACHE=tmp, SSL_CORE_STORE="off", TQDM_DISABLE="1")
-        try:
-            t0 = time.perf_counter()
-            run_grid(configs, evals=(), parallel=parallel)
-            return time.perf_counter() - t0
-        finally:
-            for k, v in before.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with fresh_cache():
+        t0 = time.perf_counter()
+        run_grid(configs, evals=(), parallel=parallel, stack=stack)
+        return time.perf_counter() - t0
 
 
-def measure(runs: int = 8, epochs: float = 1.0, rounds: int = 3) -> tuple[str, Target]:
+def measure(runs: int = 8, epochs: float = 1.0, rounds: int = 3, batch: int = 64) -> tuple[str, Target]:
     """The markdown section (command, per-round figures, ratio) and the target row (1.6x on 2 cores)."""
     load_dataset("curated", "train")                      # generated once, outside the timing
-    configs = grid(runs, epochs)
+    configs = grid(runs, epochs, batch)
     seconds = {case: [] for case in CASES}
     names = list(CASES)
     for r in range(rounds):
         for case in names[r % 2:] + names[:r % 2]:        # alternate which case goes first
-            seconds[case].append(timed_grid(configs, CASES[case]))
+            seconds[case].append(timed_grid(configs, *CASES[case]))
             print(f"  round {r + 1}/{rounds} {case:42s} {3600 * runs / seconds[case][-1]:8.1f} runs/hour", flush=True)
     sequential, parallel = (seconds[c] for c in names)
     ratio = statistics.median(s / p for s, p in zip(sequential, parallel))
-    lines = [f"`python bench/grid.py --runs {runs} --epochs {epochs:g} --rounds {rounds}` ({os.cpu_count()} CPUs)", "",
+    lines = [f"`python bench/grid.py --runs {runs} --epochs {epochs:g} --rounds {rounds} --batch {batch}` "
+             f"({os.cpu_count()} CPUs)", "",
              "| case | runs/hour (median) | seconds per grid, each round |", "|---|---:|---|"]
     for case in names:
         lines.append(f"| {case} | {3600 * runs / statistics.median(seconds[case]):.1f} | "
@@ -85,9 +92,10 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
-    text, target = measure(args.runs, args.epochs, args.rounds)
+    text, target = measure(args.runs, args.epochs, args.rounds, args.batch)
     print(text)
     write_section(args.output, TITLE, text)
     print(f"wrote the section '{TITLE}' into {args.output}: {target}")

@@ -1,131 +1,115 @@
-"""Stacked models: N width-8 ResNet-10s trained as one grouped-convolution network, against the same N trained one
-after another, side by side (a candidate for the grid-throughput issue; ssl_core does not stack runs yet).
+"""Stacked runs (ssl_core.stack): their speed against runs one after another, and their accuracy against runs alone.
 
-Model i of the stack owns channel group i of every layer, so the stack computes N independent networks (the test
-checks its outputs against N separate ones); each step is forward + backward + AdamW under bf16 autocast, channels
-last, as the trainer's. Both cases use all of this process's threads; rounds alternate which case goes first and the
-median per-round ratio is the figure. Run alone, the section is written into bench/RESULTS.md.
+Speed: seconds per training step of N SimCLR runs (the presets' ResNet-10 width 8, the trainer's step: batched
+views, bf16 autocast where the CPU has it, channels last, fused AdamW) stacked into one network, against the same
+runs one after another, each timed by ssl_core.estimate.measure_step_seconds; rounds alternate which case goes
+first, and the median per-round ratio is the figure.
 
-Run: `python bench/stacking.py` (8 models, batches of 16 and 64 images per view, 3 rounds).
+Accuracy: a stacked run is not bit for bit the run trained alone (grouped kernels sum in another order), so the
+same seeds are trained both ways on the curated world and evaluated (kNN and linear probe, in points); the paired
+difference stacked - alone over seeds "matches" when its 90% interval lies inside +-MARGIN points (as
+bench/precision.py judges bf16). Run alone, the sections are written into bench/RESULTS.md.
+
+Run: `python bench/stacking.py` (4 runs, batches of 16 and 64 images, 3 rounds; 1 and 2 threads) and
+`python bench/stacking.py --paired --seeds 8 --epochs 8 --batch 16`.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
+import pandas as pd
 import torch
-from torch import nn
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script: make `bench` importable
-from bench.grid import write_section  # noqa: E402
-from ssl_core.models import BatchNorm2d, CifarResNet  # noqa: E402
+from bench.grid import fresh_cache, write_section  # noqa: E402
+from bench.precision import MARGIN, METRICS, verdict  # noqa: E402
+from ssl_core.config import RunConfig  # noqa: E402
+from ssl_core.estimate import measure_step_seconds  # noqa: E402
+from ssl_core.grid import run_grid  # noqa: E402
+from ssl_core.stats import effect  # noqa: E402
 
-TITLE = "Stacked models: N small networks as one grouped network"
-
-
-class GroupedBlock(nn.Module):
-    """ssl_core.models.BasicBlock for `groups` networks at once: every convolution grouped, channels stacked."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in * groups, c_out * groups, 3, stride, 1, bias=False, groups=groups)
-        self.bn1 = BatchNorm2d(c_out * groups)
-        self.conv2 = nn.Conv2d(c_out * groups, c_out * groups, 3, 1, 1, bias=False, groups=groups)
-        self.bn2 = BatchNorm2d(c_out * groups)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in * groups, c_out * groups, 1, stride, bias=False, groups=groups),
-                                          BatchNorm2d(c_out * groups))
-
-    def forward(self, x):
-        out = torch.relu_(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)
-        return torch.relu_(out)
+TITLE = "Stacked runs: N small networks as one grouped network"
+PAIRED_TITLE = "Stacked runs against the same runs alone: a paired accuracy check"
+RUN = RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=3e-3, jitter=0.2,
+                gray_p=0.0, device="cpu")     # the presets' encoder and recipe
 
 
-def stacked_resnet10(width: int, groups: int) -> nn.Sequential:
-    """`groups` ResNet-10s (ssl_core.models.CifarResNet, blocks 1, 1, 1, 1) as one network, its parameters in the
-    same order. Shape: x (B, 3 * groups, H, W) -> spatial features (B, 8 * width * groups, H / 8, W / 8)."""
-    layers: list[nn.Module] = [nn.Conv2d(3 * groups, width * groups, 3, 1, 1, bias=False, groups=groups),
-                               BatchNorm2d(width * groups), nn.ReLU(inplace=True)]
-    c_in = width
-    for i in range(4):
-        layers.append(GroupedBlock(c_in, width * 2 ** i, 1 if i == 0 else 2, groups))
-        c_in = width * 2 ** i
-    return nn.Sequential(*layers)
-
-
-def load_separate(stack: nn.Sequential, models: list[CifarResNet]) -> None:
-    """Copy the parameters of `models` into `stack`, model i into channel group i."""
-    with torch.no_grad():
-        for stacked, parts in zip(stack.parameters(), zip(*(m.parameters() for m in models))):
-            stacked.copy_(torch.cat(parts))
-
-
-def step_seconds(batch: int, models: int, width: int = 8, steps: int = 5, rounds: int = 3) -> dict[str, list[float]]:
-    """Seconds per training step of all `models`, each round: separately, then stacked (alternating first)."""
-    x = torch.randn(2 * batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)   # two views per image
-    separate = [CifarResNet((1, 1, 1, 1), width).to(memory_format=torch.channels_last) for _ in range(models)]
-    optimizers = [torch.optim.AdamW(m.parameters()) for m in separate]
-    stack = stacked_resnet10(width, models).to(memory_format=torch.channels_last)
-    stack_optimizer = torch.optim.AdamW(stack.parameters())
-    x_stacked = x.repeat(1, models, 1, 1).contiguous(memory_format=torch.channels_last)
-
-    def one_after_another():
-        for model, optimizer in zip(separate, optimizers):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(x).float().square().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    def stacked():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = stack(x_stacked).mean((2, 3)).float().square().mean()
-        stack_optimizer.zero_grad()
-        loss.backward()
-        stack_optimizer.step()
-
-    cases = {"one after another": one_after_another, "stacked": stacked}
+def step_seconds(batch: int, models: int, threads: int, steps: int = 5, rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds per step of one run, each round: alone (a step of each run in turn), then stacked (its share of a
+    stacked step), alternating which goes first."""
+    cfg = RUN.replace(batch_size=batch)
+    cases = {"one after another": 1, "stacked": models}
     seconds: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for r in range(rounds):
         for name in names[r % 2:] + names[:r % 2]:
-            cases[name]()                                      # warm-up
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                cases[name]()
-            seconds[name].append((time.perf_counter() - t0) / steps)
+            seconds[name].append(measure_step_seconds(cfg, steps, threads, stack=cases[name]))
     return seconds
 
 
-def measure(models: int = 8, batches=(16, 64), rounds: int = 3) -> str:
-    lines = [f"`python bench/stacking.py --models {models} --rounds {rounds}` ({torch.get_num_threads()} threads)", "",
-             "| images per view | one after another, ms per step of all | stacked, ms | stacked speed-up |",
-             "|---:|---:|---:|---:|"]
+def measure(models: int = 4, batches=(16, 64), threads=(1, 2), rounds: int = 3) -> str:
+    lines = [f"`python bench/stacking.py --models {models} --rounds {rounds}`", "",
+             "| images per view | threads | one after another, ms per run-step | stacked, ms per run-step | "
+             "stacked speed-up |", "|---:|---:|---:|---:|---:|"]
     for batch in batches:
-        seconds = step_seconds(batch, models, rounds=rounds)
-        speedup = statistics.median(a / s for a, s in zip(seconds["one after another"], seconds["stacked"]))
-        lines.append(f"| {batch} | {1000 * statistics.median(seconds['one after another']):.0f} | "
-                     f"{1000 * statistics.median(seconds['stacked']):.0f} | {speedup:.2f}x |")
+        for t in threads:
+            seconds = step_seconds(batch, models, t, rounds=rounds)
+            speedup = statistics.median(a / s for a, s in zip(seconds["one after another"], seconds["stacked"]))
+            lines.append(f"| {batch} | {t} | {1000 * statistics.median(seconds['one after another']):.1f} | "
+                         f"{1000 * statistics.median(seconds['stacked']):.1f} | {speedup:.2f}x |")
+    return "\n".join(lines)
+
+
+def paired(seeds: int = 8, epochs: float = 8.0, batch: int = 16, dataset_size: int = 0) -> pd.DataFrame:
+    """Tidy rows (mode, seed, metric, value in points) of `seeds` runs trained alone and the same seeds stacked
+    (as the local backend stacks them), in a private cache."""
+    configs = [RUN.replace(batch_size=batch, epochs=epochs, dataset_size=dataset_size, seed=s) for s in range(seeds)]
+    frames = []
+    for mode, stack in (("alone", 1), ("stacked", 0)):
+        with fresh_cache():
+            frames.append(run_grid(configs, parallel=0, stack=stack).assign(mode=mode))
+    df = pd.concat(frames, ignore_index=True)
+    df["value"] *= 100
+    return df[["mode", "seed", "metric", "value", "train_seconds"]]
+
+
+def paired_table(df: pd.DataFrame, margin: float = MARGIN) -> str:
+    lines = ["| metric | alone | stacked | stacked - alone [90% CI] | 95% CI | seeds | verdict |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for metric, part in df.groupby("metric", sort=False):
+        wide = part.pivot_table(index="seed", columns="mode", values="value")
+        diff = wide["stacked"] - wide["alone"]
+        e90, e95 = effect(diff, level=0.90), effect(diff)
+        lines.append(f"| {METRICS[metric]} | {wide['alone'].mean():.2f} | {wide['stacked'].mean():.2f} | "
+                     f"{e90.mean:+.2f} [{e90.low:+.2f}, {e90.high:+.2f}] | [{e95.low:+.2f}, {e95.high:+.2f}] | "
+                     f"{e90.n} | {verdict(e90, e95, margin)} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=8)
+    parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paired", action="store_true", help="the accuracy check instead of the speed")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--epochs", type=float, default=8.0)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
-    text = measure(args.models, rounds=args.rounds)
+    if args.paired:
+        title = PAIRED_TITLE
+        text = (f"`python bench/stacking.py --paired --seeds {args.seeds} --epochs {args.epochs:g} --batch "
+                f"{args.batch}` (SimCLR, ResNet-10 width 8, curated; {torch.get_num_threads()} threads, "
+                f"the local backend's automatic schedule)\n\n" + paired_table(paired(args.seeds, args.epochs, args.batch)))
+    else:
+        title, text = TITLE, measure(args.models, rounds=args.rounds)
     print(text)
-    write_section(args.output, TITLE, text)
-    print(f"wrote the section '{TITLE}' into {args.output}")
+    write_section(args.output, title, text)
+    print(f"wrote the section '{title}' into {args.output}")
 
 
 if __name__ == "__main__":

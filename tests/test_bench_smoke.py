@@ -14,7 +14,6 @@ from bench import gpu_epoch, grid, stacking  # noqa: E402
 from bench.timing import Sample, Target, interleave, ratio, timed  # noqa: E402
 from ssl_core.budget import step_flops  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
-from ssl_core.models import CifarResNet  # noqa: E402
 from ssl_core.stats import Effect  # noqa: E402
 from ssl_core.train import resolve_precision  # noqa: E402
 
@@ -198,14 +197,16 @@ def test_grid_bench_times_both_cases_and_writes_its_section(private_cache, tmp_p
     assert body.count(f"## {grid.TITLE}") == 1 and "## Before" in body and "## After" in body
 
 
-def test_a_stacked_network_computes_the_separate_networks_and_the_bench_times_both():
-    torch.manual_seed(0)
-    models = [CifarResNet((1, 1, 1, 1), 8) for _ in range(3)]
-    stack = stacking.stacked_resnet10(8, 3)
-    stacking.load_separate(stack, models)
-    x = [torch.randn(4, 3, 32, 32) for _ in models]
-    together = stack(torch.cat(x, 1)).mean((2, 3)).chunk(3, dim=1)          # model i: channel group i
-    for model, xi, zi in zip(models, x, together):
-        torch.testing.assert_close(zi, model(xi), rtol=1e-4, atol=1e-5)
-    seconds = stacking.step_seconds(batch=4, models=2, steps=1, rounds=1)
+def test_the_stacking_bench_times_both_cases_and_judges_the_paired_check():
+    seconds = stacking.step_seconds(batch=4, models=2, threads=1, steps=1, rounds=1)
     assert set(seconds) == {"one after another", "stacked"} and all(s[0] > 0 for s in seconds.values())
+    rows = [{"mode": mode, "seed": seed, "metric": "linear_acc", "value": 70.0 + seed}
+            for mode in ("alone", "stacked") for seed in range(8)]
+    noise = [0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.3]
+    for row in rows:
+        row["value"] += noise[row["seed"]] if row["mode"] == "stacked" else 0.0
+    assert stacking.paired_table(pd.DataFrame(rows)).splitlines()[-1].endswith("| 8 | matches |")
+    for row in rows:
+        row["value"] += 5.0 if row["mode"] == "stacked" else 0.0
+    assert stacking.paired_table(pd.DataFrame(rows)).splitlines()[-1].endswith("| 8 | differs |")
+
