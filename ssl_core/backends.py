@@ -87,7 +87,7 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
     return outcomes
 
 
-STACK_MAX = 4   # runs per stack on a CPU: 1.4x at batch 16 with 4 (1.3x with 8), ~1.1x at batch 64 (1 thread)
+STACK_MAX = 4   # runs per stack on a CPU: 4 stacked gain 1.30x at batch 16, 1.28x at 64 (1 thread, bench/stacking.py)
 
 
 def stack_groups(configs: list[RunConfig], workers: int, stack: int = 0) -> list[list[RunConfig]]:
@@ -164,10 +164,10 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
     """(runs at a time, threads per run) for the uncached runs `configs` on their device.
 
     On a CPU, small encoders are bound by per-operation overhead and OpenMP's synchronisation, not by
-    arithmetic: one single-threaded run per core gets more done than all cores on one run, by 1.18x for
-    4-epoch runs on 2 idle cores and not at all for 1-epoch runs, whose worker start-up eats the gain
-    (bench/grid.py). Wide encoders (width > 16) keep all threads on one run. On a GPU several small
-    runs share the device; one at a time elsewhere.
+    arithmetic: one single-threaded job per core gets more done than all cores on one run (with stacking,
+    1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py). Wide encoders
+    (width > 16) keep all threads on one run. On a GPU several small runs share the device; one at a time
+    elsewhere.
     """
     if len(configs) < 2:
         return 1, torch.get_num_threads()
