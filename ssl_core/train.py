@@ -124,7 +124,7 @@ def train_group(cfgs: list[RunConfig], workdirs: list[Path], data: ImageSet | No
     """Pretrain runs of one shape (configs equal but for the seed) together, each checkpointed in its workdir as
     train() does; one run alone trains as itself. Several train as one stacked network (ssl_core.stack), each on
     its own shuffle and augmentation: a member's result does not depend on which others share its stack, only on
-    being stacked, which its result records (`stacked`). A member whose loss diverges comes back as Diverged (it
+    being stacked, which its result records (`mode`). A member whose loss diverges comes back as Diverged (it
     keeps training beside the others: their parameters are disjoint, so its NaNs never reach them)."""
     _check_group(cfgs, workdirs)
     starts = [_checkpoint_step(d) for d in workdirs]
