@@ -104,7 +104,8 @@ def main(argv=None) -> None:
         title = PAIRED_TITLE
         text = (f"`python bench/stacking.py --paired --seeds {args.seeds} --epochs {args.epochs:g} --batch "
                 f"{args.batch}` (SimCLR, ResNet-10 width 8, curated; {torch.get_num_threads()} threads, "
-                f"the local backend's automatic schedule)\n\n" + paired_table(paired(args.seeds, args.epochs, args.batch)))
+                f"the local backend's automatic schedule)\n\n"
+                + paired_table(paired(args.seeds, args.epochs, args.batch)))
     else:
         title, text = TITLE, measure(args.models, rounds=args.rounds)
     print(text)

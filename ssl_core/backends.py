@@ -198,16 +198,11 @@ def _label(job: list[RunConfig]) -> str:
 
 def _run_job(job: list[RunConfig], evals: tuple[str, ...], eval_dataset: str | None, eval_size: int,
              progress_bar: bool = False) -> list[Outcome]:
-    """run_or_load of each run of `job`, its runs pretrained together first when there are several."""
-    trained = pretrain_group(job, progress_bar) if len(job) > 1 else [None]
-    outcomes: list[Outcome] = []
-    for cfg, record in zip(job, trained):
-        try:
-            outcomes.append(str(record) if isinstance(record, Diverged) else
-                            run_or_load(cfg, evals, eval_dataset, progress_bar, eval_size))
-        except Diverged as err:
-            outcomes.append(str(err))
-    return outcomes
+    """The runs of `job` pretrained together (stacked when several), then run_or_load of each; a run that
+    diverged answers with its message."""
+    return [str(record) if isinstance(record, Diverged) else run_or_load(cfg, evals, eval_dataset, progress_bar,
+                                                                         eval_size)
+            for cfg, record in zip(job, pretrain_group(job, progress_bar))]
 
 
 def fully_cached(cfg: RunConfig, evals: tuple[str, ...], eval_dataset: str | None, eval_size: int = 0) -> bool:

@@ -202,7 +202,8 @@ def train_group(cfgs: list[RunConfig], workdirs: list[Path], data: ImageSet | No
             group["lr"] = lrs[step]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             if stacked:
-                member_losses = stacked_losses(net, models, [(images[idx], y[idx]) for idx, y in zip(idxs, labels)], gs)
+                batches = [(images[idx], y[idx]) for idx, y in zip(idxs, labels)]
+                member_losses = stacked_losses(net, models, batches, gs)
             else:
                 member_losses = net(images[idxs[0]], labels[0][idxs[0]], gs[0]).unsqueeze(0)
         optimizer.zero_grad(set_to_none=True)
@@ -268,7 +269,8 @@ def stacked_losses(net: nn.Module, members: list[Method], batches: list[tuple[to
 def _check_group(cfgs: list[RunConfig], workdirs: list[Path]) -> None:
     """Refuse a group that cannot train together, before any compute."""
     if not cfgs or len(cfgs) != len(workdirs):
-        raise ValueError(f"train_group needs one workdir per config (got {len(cfgs)} configs, {len(workdirs)} workdirs)")
+        raise ValueError(f"train_group needs one workdir per config (got {len(cfgs)} configs, "
+                         f"{len(workdirs)} workdirs)")
     if len({dataclasses.replace(c, seed=0) for c in cfgs}) > 1 or len({c.seed for c in cfgs}) < len(cfgs):
         raise ValueError("a group's configs must be equal but for the seed, each seed once")
     if len(cfgs) > 1:

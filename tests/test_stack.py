@@ -113,7 +113,8 @@ def test_a_killed_stack_resumes_to_the_uninterrupted_result(tmp_path, private_ca
     for name in ("killed", "clean"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "data").symlink_to(private_cache / "data", target_is_directory=True)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, SSL_CORE_CACHE=str(tmp_path / "killed")))
+    env = dict(os.environ, SSL_CORE_CACHE=str(tmp_path / "killed"))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     ckpts = [tmp_path / "killed" / "runs" / c.key() / "checkpoint.pt" for c in cfgs]
     deadline = time.time() + 120
     while not all(p.exists() for p in ckpts) and proc.poll() is None and time.time() < deadline:

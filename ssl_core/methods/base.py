@@ -32,13 +32,12 @@ class Method(nn.Module):
     """A pretraining method: `self.encoder` (images -> features, `encoder.dim` wide) and its heads."""
 
     encoder: nn.Module
+    stackable = False   # whether several runs of one shape may train as one network (ssl_core.stack)
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
         self.cfg = cfg
         self.loop_epochs = cfg.epochs   # epochs of the trainer's loop (DnC: the distillation's share)
-
-    stackable = False   # whether several runs of one shape may train as one network (ssl_core.stack)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """One step's scalar loss. Augments inside, batched, from generator `g`. Default: the three parts below,

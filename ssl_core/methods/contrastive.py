@@ -18,6 +18,8 @@ from ssl_core.models import build_encoder, mlp
 class Contrastive(Method):
     """SimCLR's recipe (Chen et al. 2020) with a pluggable loss of the two views' projections."""
 
+    stackable = True
+
     def __init__(self, cfg: RunConfig, num_classes: int, loss: Callable[..., torch.Tensor]):
         super().__init__(cfg)
         self.loss = loss
@@ -29,8 +31,6 @@ class Contrastive(Method):
         c = self.cfg
         v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue, gray_p=c.gray_p)
         return to_channels_last(torch.cat([v1, v2]))
-
-    stackable = True
 
     def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self.two_views(x, g), y

@@ -19,14 +19,14 @@ class Supervised(Method):
     between the backbone and the classifier, and only the backbone transfers.
     """
 
+    stackable = True
+
     def __init__(self, cfg: RunConfig, num_classes: int, projector: bool = False):
         super().__init__(cfg)
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         d = self.encoder.dim
         self.projector = mlp([d, cfg.proj_hidden, cfg.proj_dim]) if projector else nn.Identity()
         self.classifier = nn.Linear(cfg.proj_dim if projector else d, num_classes)
-
-    stackable = True
 
     def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         (v,) = views(x, g, 1, crop_min_scale=self.cfg.crop_min_scale, jitter=0.0, hue=0.0)
