@@ -109,9 +109,13 @@ def unstack_state(state, n: int) -> list:
 
 
 def stack_models(models: list[nn.Module]) -> nn.Module:
-    """`models` (one architecture) as one stacked network holding their parameters and buffers."""
+    """`models` (one architecture) as one stacked network holding their parameters and buffers (a frozen
+    parameter, such as a momentum target's, stays frozen)."""
     stacked = stack_module(models[0], len(models))
     stacked.load_state_dict(stack_state([m.state_dict() for m in models]))
+    frozen = {name for name, p in models[0].named_parameters() if not p.requires_grad}
+    for name, p in stacked.named_parameters():
+        p.requires_grad_(name not in frozen)
     return stacked
 
 

@@ -209,7 +209,7 @@ def train_group(cfgs: list[RunConfig], workdirs: list[Path], data: ImageSet | No
         optimizer.zero_grad(set_to_none=True)
         member_losses.sum().backward()          # each member's gradient is its own loss's: their parameters are disjoint
         optimizer.step()
-        models[0].update_target((step + 1) / total)                  # stackable methods have no target
+        (net if stacked else models[0]).update_target((step + 1) / total)   # a stacked EMA is each member's
         epoch_loss += member_losses.detach().float()
         epoch_steps += 1
         bar.update()

@@ -27,7 +27,7 @@ def weights(model) -> list[torch.Tensor]:
     return [t.detach().clone() for t in model.state_dict().values()]
 
 
-@pytest.mark.parametrize("method", ["simclr", "sl_mlp"])
+@pytest.mark.parametrize("method", ["simclr", "sl_mlp", "byol", "moclr"])
 def test_the_stack_computes_each_model_on_its_channel_group_forward_and_backward(method):
     cfg = TINY.replace(method=method)
     models = []
@@ -42,10 +42,19 @@ def test_the_stack_computes_each_model_on_its_channel_group_forward_and_backward
         torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-10)
     sum(o.square().sum() for o in separate).backward()
     stacked.square().sum().backward()
-    grads = stack_state([{n: p.grad for n, p in m.named_parameters()} for m in models])
+    grads = stack_state([{n: p.grad for n, p in m.named_parameters() if p.requires_grad} for m in models])
+    assert {n for n, p in stack.named_parameters() if p.requires_grad} == set(grads)   # a target stays frozen
     for name, p in stack.named_parameters():
-        torch.testing.assert_close(p.grad, grads[name], atol=1e-9, rtol=1e-9)
-    # the running statistics each model's batch norms gathered are its own
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-9, rtol=1e-9)
+    # a momentum target's EMA update, stacked, is each model's own
+    with torch.no_grad():
+        for m in [*models, stack]:
+            for p in m.parameters():
+                p.add_(p.grad if p.grad is not None else 0.0)   # online and target weights differ now
+    for m in [*models, stack]:
+        m.update_target(0.3)
+    # the running statistics each model's batch norms gathered are its own, and so are its target's weights
     for model, state in zip(models, unstack_state(stack.state_dict(), 3)):
         for name, t in model.state_dict().items():
             torch.testing.assert_close(state[name], t, atol=1e-10, rtol=1e-10)
@@ -67,19 +76,21 @@ def test_state_dicts_stack_and_unstack_both_ways_optimiser_state_included():
 
 def test_methods_and_encoders_that_cannot_stack_say_why():
     assert unstackable(TINY) is None and unstackable(TINY.replace(method="supervised")) is None
-    assert "byol" in unstackable(TINY.replace(method="byol"))          # a momentum target: not a plain network
+    assert unstackable(TINY.replace(method="byol")) is None            # its momentum target stacks too
+    assert "dino" in unstackable(TINY.replace(method="dino"))          # a forward of its own: not a plain network
     assert "compile" in unstackable(TINY.replace(compile=True))
     assert "vit_tiny" in unstackable(TINY.replace(method="supervised", encoder="vit_tiny"))
     with pytest.raises(TypeError, match="cannot stack a LayerNorm"):
         stack_module(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)), 2)
     with pytest.raises(ValueError, match="equal but for the seed"):
         train_group([TINY, TINY.replace(lr=1.0, seed=1)], ["a", "b"])
-    with pytest.raises(ValueError, match="cannot train stacked: method 'byol'"):
-        train_group([TINY.replace(method="byol"), TINY.replace(method="byol", seed=1)], ["a", "b"])
+    with pytest.raises(ValueError, match="cannot train stacked: method 'dino'"):
+        train_group([TINY.replace(method="dino"), TINY.replace(method="dino", seed=1)], ["a", "b"])
 
 
-def test_a_stacked_run_does_not_depend_on_its_neighbours(tmp_path):
-    cfg = TINY.replace(epochs=1.0)
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_a_stacked_run_does_not_depend_on_its_neighbours(tmp_path, method):
+    cfg = TINY.replace(method=method, epochs=1.0)
     a = train_group([cfg.replace(seed=s) for s in (0, 1, 2)], [tmp_path / f"a{s}" for s in (0, 1, 2)], progress=False)
     b = train_group([cfg.replace(seed=s) for s in (5, 0)], [tmp_path / f"b{s}" for s in (5, 0)], progress=False)
     assert [r.mode for r in a + b] == ["stacked"] * 5
@@ -145,10 +156,10 @@ def test_members_checkpointed_at_different_steps_go_on_apart(tmp_path):
 
 def test_stack_groups_gives_each_worker_a_stack_and_keeps_other_runs_apart():
     five = [TINY.replace(seed=s) for s in range(5)]
-    byol = [TINY.replace(method="byol", seed=s) for s in range(3)]
-    jobs = backends.stack_groups(five + byol + [TINY.replace(batch_size=64)], workers=2)
+    dino = [TINY.replace(method="dino", seed=s) for s in range(3)]
+    jobs = backends.stack_groups(five + dino + [TINY.replace(batch_size=64)], workers=2)
     assert sorted(len(j) for j in jobs if j[0].method == "simclr" and j[0].batch_size == 32) == [2, 3]
-    assert [len(j) for j in jobs if j[0].method == "byol"] == [1, 1, 1]
+    assert [len(j) for j in jobs if j[0].method == "dino"] == [1, 1, 1]
     assert [len(j) for j in jobs if j[0].batch_size == 64] == [1]
     ten = [TINY.replace(seed=s) for s in range(10)]
     assert sorted(len(j) for j in backends.stack_groups(ten, workers=1, stack=4)) == [3, 3, 4]
@@ -156,7 +167,7 @@ def test_stack_groups_gives_each_worker_a_stack_and_keeps_other_runs_apart():
 
 
 def test_a_grid_stacks_runs_of_one_shape_and_records_the_mode(private_cache):
-    configs = [TINY.replace(epochs=0.5, seed=s) for s in range(3)] + [TINY.replace(method="byol", epochs=0.5)]
+    configs = [TINY.replace(epochs=0.5, seed=s) for s in range(3)] + [TINY.replace(method="dino", epochs=0.5)]
     df = run_grid(configs, evals=("knn",), parallel=1, eval_size=500)
     assert sorted(df.seed) == [0, 0, 1, 2] and not df.attrs["failures"]
     assert [finished(c)["mode"] for c in configs] == ["stacked"] * 3 + ["alone"]

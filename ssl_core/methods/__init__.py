@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ssl_core.config import RunConfig
+from ssl_core.data.views import views
 from ssl_core.registry import registrar
 
 METHODS: dict[str, Callable[[RunConfig, int], nn.Module]] = {}
@@ -25,6 +26,12 @@ register_method = registrar(METHODS, "method")
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def two_views(cfg: RunConfig, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Two augmented views of the uint8 batch `x` (cfg's crop and colour recipe), as (2N, C, H, W) channels_last."""
+    return to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=cfg.crop_min_scale, jitter=cfg.jitter,
+                                            hue=cfg.hue, gray_p=cfg.gray_p)))
 
 
 from ssl_core.methods import clip, contrastive, dino, dnc, mae, momentum, supervised  # noqa: E402,F401  (registry)

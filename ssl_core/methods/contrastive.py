@@ -7,10 +7,9 @@ from typing import Callable
 import torch
 
 from ssl_core.config import RunConfig
-from ssl_core.data.views import views
 from ssl_core.ddp import gather
 from ssl_core.losses import dcl, dclw, info_nce
-from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods import register_method, two_views
 from ssl_core.methods.base import Method
 from ssl_core.models import build_encoder, mlp
 
@@ -26,14 +25,8 @@ class Contrastive(Method):
         self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.image_size)
         self.projector = mlp([self.encoder.dim, cfg.proj_hidden, cfg.proj_dim])
 
-    def two_views(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Two augmented views of the uint8 batch `x`, stacked as (2N, C, H, W) in channels_last."""
-        c = self.cfg
-        v1, v2 = views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue, gray_p=c.gray_p)
-        return to_channels_last(torch.cat([v1, v2]))
-
     def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.two_views(x, g), y
+        return two_views(self.cfg, x, g), y
 
     def network(self, v: torch.Tensor) -> torch.Tensor:
         return self.projector(self.encoder(v))   # (2N, P)

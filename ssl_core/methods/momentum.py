@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from ssl_core.config import RunConfig
-from ssl_core.data.views import views
 from ssl_core.ddp import gather
 from ssl_core.losses import byol, info_nce
-from ssl_core.methods import register_method, to_channels_last
+from ssl_core.methods import register_method, two_views
 from ssl_core.methods.base import Method
 from ssl_core.models import build_encoder, mlp
 
@@ -63,6 +62,8 @@ class Momentum(MomentumTarget):
     """Two views through the online encoder, projector and predictor, and through the EMA target
     (encoder and projector); `loss(p1, p2, z1_target, z2_target)` compares them."""
 
+    stackable = True   # the target stacks with the online network; its EMA update is elementwise
+
     def __init__(self, cfg: RunConfig, num_classes: int, loss: Callable[..., torch.Tensor], predictor: bool):
         super().__init__(cfg)
         self.loss = loss
@@ -71,14 +72,18 @@ class Momentum(MomentumTarget):
         self.predictor = mlp([cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim]) if predictor else nn.Identity()
         self.make_target("encoder", "projector")
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        c = self.cfg
-        v = to_channels_last(torch.cat(views(x, g, 2, crop_min_scale=c.crop_min_scale, jitter=c.jitter, hue=c.hue,
-                                              gray_p=c.gray_p)))
-        p1, p2 = self.predictor(self.projector(self.encoder(v))).chunk(2)           # (N, P) each
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return two_views(self.cfg, x, g), y
+
+    def network(self, v: torch.Tensor) -> torch.Tensor:
+        p = self.predictor(self.projector(self.encoder(v)))                     # (2N, P) online
         with torch.no_grad():
-            z1, z2 = self.target["projector"](self.target["encoder"](v)).chunk(2)  # (N, P) each
-        return self.loss(*gather(p1, p2, z1, z2))                                  # global batch under torchrun
+            z = self.target["projector"](self.target["encoder"](v))             # (2N, P) target
+        return torch.cat([p, z])                                                # (4N, P)
+
+    def objective(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p1, p2, z1, z2 = out.chunk(4)
+        return self.loss(*gather(p1, p2, z1, z2))                               # global batch under torchrun
 
 
 register_method("moclr", lambda cfg, n: Momentum(cfg, n, partial(moclr_loss, temperature=cfg.temperature),
