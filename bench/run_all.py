@@ -207,7 +207,7 @@ def main(argv=None):
     print("stacked models", flush=True)
     t0 = time.perf_counter()
     text = stacking.measure(*((2, (16,), (1,), 1) if args.quick else (4, (16, 64), (1, 2), 3)))
-    sections.append((stacking.TITLE + took(t0), f"{protocol(stacking)}\n\n{text}"))
+    sections.append((stacking.TITLE.format(method="simclr") + took(t0), f"{protocol(stacking)}\n\n{text}"))
 
     print("bf16 against fp32 after a short run", flush=True)
     t0 = time.perf_counter()

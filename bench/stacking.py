@@ -11,7 +11,8 @@ difference stacked - alone over seeds "matches" when its 90% interval lies insid
 bench/precision.py judges bf16). Run alone, the sections are written into bench/RESULTS.md.
 
 Run: `python bench/stacking.py` (4 runs, batches of 16 and 64 images, 3 rounds; 1 and 2 threads) and
-`python bench/stacking.py --paired --seeds 8 --epochs 8 --batch 16`.
+`python bench/stacking.py --paired --seeds 8 --epochs 8 --batch 16`; `--method byol` (any stackable method) for
+another method's runs.
 """
 from __future__ import annotations
 
@@ -31,17 +32,19 @@ from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.estimate import measure_step_seconds  # noqa: E402
 from ssl_core.grid import run_grid  # noqa: E402
 from ssl_core.stats import effect  # noqa: E402
+from ssl_core.train import unstackable  # noqa: E402
 
-TITLE = "Stacked runs: N small networks as one grouped network"
-PAIRED_TITLE = "Stacked runs against the same runs alone: a paired accuracy check"
+TITLE = "Stacked runs: N small networks as one grouped network, {method}"
+PAIRED_TITLE = "Stacked runs against the same runs alone: a paired accuracy check, {method}"
 RUN = RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=3e-3, jitter=0.2,
                 gray_p=0.0, device="cpu")     # the presets' encoder and recipe
 
 
-def step_seconds(batch: int, models: int, threads: int, steps: int = 5, rounds: int = 3) -> dict[str, list[float]]:
+def step_seconds(batch: int, models: int, threads: int, steps: int = 5, rounds: int = 3,
+                 method: str = "simclr") -> dict[str, list[float]]:
     """Seconds per step of one run, each round: alone (a step of each run in turn), then stacked (its share of a
     stacked step), alternating which goes first."""
-    cfg = RUN.replace(batch_size=batch)
+    cfg = RUN.replace(method=method, batch_size=batch)
     cases = {"one after another": 1, "stacked": models}
     seconds: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
@@ -51,23 +54,25 @@ def step_seconds(batch: int, models: int, threads: int, steps: int = 5, rounds: 
     return seconds
 
 
-def measure(models: int = 4, batches=(16, 64), threads=(1, 2), rounds: int = 3) -> str:
-    lines = [f"`python bench/stacking.py --models {models} --rounds {rounds}`", "",
+def measure(models: int = 4, batches=(16, 64), threads=(1, 2), rounds: int = 3, method: str = "simclr") -> str:
+    lines = [f"`python bench/stacking.py --models {models} --rounds {rounds} --method {method}`", "",
              "| images per view | threads | one after another, ms per run-step | stacked, ms per run-step | "
              "stacked speed-up |", "|---:|---:|---:|---:|---:|"]
     for batch in batches:
         for t in threads:
-            seconds = step_seconds(batch, models, t, rounds=rounds)
+            seconds = step_seconds(batch, models, t, rounds=rounds, method=method)
             speedup = statistics.median(a / s for a, s in zip(seconds["one after another"], seconds["stacked"]))
             lines.append(f"| {batch} | {t} | {1000 * statistics.median(seconds['one after another']):.1f} | "
                          f"{1000 * statistics.median(seconds['stacked']):.1f} | {speedup:.2f}x |")
     return "\n".join(lines)
 
 
-def paired(seeds: int = 8, epochs: float = 8.0, batch: int = 16, dataset_size: int = 0) -> pd.DataFrame:
+def paired(seeds: int = 8, epochs: float = 8.0, batch: int = 16, dataset_size: int = 0,
+           method: str = "simclr") -> pd.DataFrame:
     """Tidy rows (mode, seed, metric, value in points) of `seeds` runs trained alone and the same seeds stacked
     (as the local backend stacks them), in a private cache."""
-    configs = [RUN.replace(batch_size=batch, epochs=epochs, dataset_size=dataset_size, seed=s) for s in range(seeds)]
+    configs = [RUN.replace(method=method, batch_size=batch, epochs=epochs, dataset_size=dataset_size, seed=s)
+               for s in range(seeds)]
     frames = []
     for mode, stack in (("alone", 1), ("stacked", 0)):
         with fresh_cache():
@@ -98,16 +103,20 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=8.0)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--method", default="simclr", help="a stackable method (ssl_core.train.unstackable)")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
+    reason = unstackable(RUN.replace(method=args.method))
+    if reason:
+        parser.error(f"--method {args.method!r} cannot train stacked: {reason}")
     if args.paired:
-        title = PAIRED_TITLE
+        title = PAIRED_TITLE.format(method=args.method)
         text = (f"`python bench/stacking.py --paired --seeds {args.seeds} --epochs {args.epochs:g} --batch "
-                f"{args.batch}` (SimCLR, ResNet-10 width 8, curated; {torch.get_num_threads()} threads, "
-                f"the local backend's automatic schedule)\n\n"
-                + paired_table(paired(args.seeds, args.epochs, args.batch)))
+                f"{args.batch} --method {args.method}` (ResNet-10 width 8, curated; {torch.get_num_threads()} "
+                f"threads, the local backend's automatic schedule)\n\n"
+                + paired_table(paired(args.seeds, args.epochs, args.batch, method=args.method)))
     else:
-        title, text = TITLE, measure(args.models, rounds=args.rounds)
+        title, text = TITLE.format(method=args.method), measure(args.models, rounds=args.rounds, method=args.method)
     print(text)
     write_section(args.output, title, text)
     print(f"wrote the section '{title}' into {args.output}")
