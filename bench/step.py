@@ -38,7 +38,7 @@ from bench.augment import PerSample, lightly_transform, to_pil  # noqa: E402
 from bench.timing import Figure, Target, interleave, ratio, table, timed  # noqa: E402
 from ssl_core.config import RunConfig  # noqa: E402
 from ssl_core.data import load_dataset  # noqa: E402
-from ssl_core.methods import METHODS  # noqa: E402
+from ssl_core.methods import METHODS, two_views  # noqa: E402
 from ssl_core.models import build_encoder  # noqa: E402
 from ssl_core.train import make_optimizer, resolve_precision, tune_device  # noqa: E402
 
@@ -81,7 +81,7 @@ def shared_step(cfg: RunConfig, model: nn.Module):
     g = torch.Generator().manual_seed(cfg.seed)
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        return model.two_views(x, g)
+        return two_views(cfg, x, g)
 
     def step(v: torch.Tensor) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -146,11 +146,11 @@ def measure(encoder: str, width: int, batch: int, steps: int, rounds: int, threa
 
     torch.manual_seed(cfg.seed)
     prepare, shared = shared_step(cfg, METHODS["simclr"](cfg, data.num_classes).to(memory_format=torch.channels_last))
-    two_views = [prepare(images[i * batch:(i + 1) * batch]) for i in range(steps)]
-    shared(two_views[0])
+    views = [prepare(images[i * batch:(i + 1) * batch]) for i in range(steps)]
+    shared(views[0])
 
     def shared_round():
-        return timed(steps * batch, lambda: [shared(v) for v in two_views])
+        return timed(steps * batch, lambda: [shared(v) for v in views])
 
     pils = to_pil(images)
     transform = lightly_transform(cfg)
