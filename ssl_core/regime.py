@@ -5,7 +5,8 @@ reads off, per method, the linear-probe and kNN accuracy at B and the gain of th
     gain = acc(B) - acc(B/2)     (points, mean over the seeds that have both).
 A method still gaining more than PLATEAU_GAIN points is climbing: a verdict read off it describes a young
 network, so the notebook's verdict becomes "unconverged" (ssl_core.stats.UNCONVERGED) and says which method
-and by how much.
+and by how much. A method flat within PLATEAU_GAIN points of random init has not learned at all: the notebook
+prints it beside the verdict.
 """
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def regime_rows(results: pd.DataFrame, methods: list[str], budget: float) -> lis
 def climbing(rows: list[dict]) -> list[dict]:
     """The rows of methods still gaining more than PLATEAU_GAIN points (or with no gain measured)."""
     return [r for r in rows if not r["gain_last_doubling"] <= PLATEAU_GAIN]
+
+
+def unlearned(rows: list[dict]) -> list[dict]:
+    """The rows of methods whose linear accuracy is within PLATEAU_GAIN points of random init's: flat, but never
+    learned (a collapse, say); a verdict that compares them says so."""
+    return [r for r in rows if r["linear"] - r["random_init_linear"] <= PLATEAU_GAIN]
 
 
 def regime_line(row: dict) -> str:

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 
 from ssl_core.config import RunConfig
-from ssl_core.regime import PLATEAU_GAIN, climbing, regime_grid, regime_rows
+from ssl_core.regime import PLATEAU_GAIN, climbing, regime_grid, regime_rows, unlearned
 
 
 def rows(method, epochs, seed, linear, knn=None):
@@ -22,6 +22,14 @@ def test_gain_is_paired_over_seeds_and_random_init_is_the_floor():
     assert row["gain_last_doubling"] == 4.0 and row["random_init_linear"] == 15.0   # (2 + 6) / 2 points
     assert climbing([row]) == [row] and PLATEAU_GAIN == 3.0
     assert climbing([dict(row, gain_last_doubling=3.0)]) == []
+
+
+def test_a_flat_method_at_random_init_is_unlearned_not_settled():
+    frame = pd.DataFrame(rows("supervised", 0.0, 0, 0.30) + rows("byol", 32.0, 0, 0.32) + rows("byol", 64.0, 0, 0.31)
+                         + rows("simclr", 32.0, 0, 0.70) + rows("simclr", 64.0, 0, 0.71))
+    byol, simclr = regime_rows(frame, ["byol", "simclr"], 64.0)
+    assert climbing([byol, simclr]) == [] and unlearned([byol, simclr]) == [byol]
+    assert unlearned([dict(byol, linear=33.01)]) == []          # more than PLATEAU_GAIN points above random init
 
 
 def test_no_knn_and_no_half_budget_are_nan_and_count_as_climbing():
