@@ -6,6 +6,7 @@ few RunConfig fields of the base recipe; each budget is its own run (the cosine 
 
     python scripts/regime.py                          # every variant at 32 epochs, SimCLR
     python scripts/regime.py --variants chosen --methods simclr supervised --budgets 8 16 32 64 128
+    python scripts/regime.py --variants chosen --methods simclr supervised --encoder vit_mini --batch 32
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from ssl_core.config import RunConfig
 from ssl_core.grid import plan, run_grid
+from ssl_core.models import ENCODERS
 
 BASE = RunConfig(method="simclr", dataset="curated", encoder="resnet10", width=8, batch_size=64, lr=1e-3,
                  temperature=0.1)
@@ -39,9 +41,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["simclr"])
     parser.add_argument("--budgets", nargs="+", type=float, default=[32.0])
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--encoder", default=BASE.encoder, choices=sorted(ENCODERS), help="e.g. claim 3's vit_mini")
+    parser.add_argument("--batch", type=int, default=BASE.batch_size, help="images per step")
     parser.add_argument("--parallel", type=int, default=0, help="runs at a time (0 = automatic)")
     args = parser.parse_args()
-    grid = [BASE.replace(method=m, epochs=b, seed=s, **VARIANTS[v])
+    base = BASE.replace(encoder=args.encoder, batch_size=args.batch)
+    grid = [base.replace(method=m, epochs=b, seed=s, **VARIANTS[v])
             for v in args.variants for m in args.methods for b in args.budgets for s in range(args.seeds)]
     names = [v for v in args.variants for _ in args.methods for _ in args.budgets for _ in range(args.seeds)]
     plan(grid)
