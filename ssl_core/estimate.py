@@ -4,9 +4,11 @@ for grid.plan's estimate."""
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -16,7 +18,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.evaluate.features import extract_features
-from ssl_core.io import read_json
+from ssl_core.io import read_json, save_atomic
 from ssl_core.methods import METHODS
 from ssl_core.runs import cpu_model
 from ssl_core.stack import stack_models
@@ -80,7 +82,19 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = N
     timed on random data after one warm-up step; with `stack` > 1, each run's share of a step of that many runs
     stacked (ssl_core.stack)."""
     with _threads(threads):
-        return _step_seconds(cfg, steps, stack)
+        return _timed_steps(cfg, steps, stack)[1] / stack
+
+
+def measure_setup_seconds(cfg: RunConfig, threads: int | None = None) -> float:
+    """Seconds a run of `cfg` costs besides its steps (with `threads` CPU threads): building its model and optimiser,
+    its first step's extra time (allocations, optimiser state), and writing its checkpoint and model. They decide
+    the time of runs of a few steps (the smoke preset's), which the steps alone put at half of it."""
+    with _threads(threads), tempfile.TemporaryDirectory() as folder:
+        setup, step, net, optimizer = _timed_steps(cfg, 1, 1)
+        start = time.perf_counter()
+        save_atomic({"model": net.state_dict(), "optimizer": optimizer.state_dict()}, Path(folder) / "checkpoint.pt")
+        save_atomic(net.state_dict(), Path(folder) / "model.pt")
+        return max(0.0, setup - step) + time.perf_counter() - start
 
 
 def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | None = None) -> float:
@@ -124,10 +138,13 @@ def _threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def _step_seconds(cfg: RunConfig, steps: int, stack: int) -> float:
+def _timed_steps(cfg: RunConfig, steps: int, stack: int) -> tuple[float, float, torch.nn.Module, torch.optim.Optimizer]:
+    """Train `stack` models of `cfg` stacked (1: alone) on random data: the seconds of building them and their
+    first step, the seconds of each of the `steps` steps after it, and the network and optimiser."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(0)
+    start = time.perf_counter()
     models = [METHODS[cfg.method](cfg, 10).to(device, memory_format=torch.channels_last).train()
               for _ in range(stack)]
     net = stack_models(models).train() if stack > 1 else models[0]
@@ -137,6 +154,8 @@ def _step_seconds(cfg: RunConfig, steps: int, stack: int) -> float:
     gs = [torch.Generator(device=device).manual_seed(i) for i in range(stack)]
     for i in range(steps + 1):
         if i == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = stacked_losses(net, models, [(x, y)] * stack, gs).sum() if stack > 1 else net(x, y, gs[0])
@@ -145,4 +164,4 @@ def _step_seconds(cfg: RunConfig, steps: int, stack: int) -> float:
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps / stack
+    return t0 - start, (time.perf_counter() - t0) / steps, net, optimizer

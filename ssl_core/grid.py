@@ -11,8 +11,8 @@ from ssl_core.backends import BACKENDS, schedule, stack_groups
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
-from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_step_seconds, observed_step_seconds,
-                               step_shape)
+from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_setup_seconds, measure_step_seconds,
+                               observed_step_seconds, step_shape)
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
 from ssl_core.runs import eval_id, finished, has_rows
@@ -57,7 +57,8 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     Training: the seconds per step of finished runs of the same shape on this CPU model with the threads each
     run will get when `parallel` jobs train at once (0: as run_grid's automatic choice), alone or stacked as
     run_grid will (`stack`, backends.stack_groups), else two steps timed on this device with those threads
-    (estimate.observed_step_seconds, measure_step_seconds). Evaluation:
+    (estimate.observed_step_seconds, measure_step_seconds), plus each run's setup, timed once per shape
+    (measure_setup_seconds). Evaluation:
     each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set) timed on a sample
     (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
     total is divided by the runs at a time.
@@ -73,6 +74,7 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     stacked = {cfg: len(job) for job in jobs for cfg in job if len(job) > 1}   # run -> runs in its stack
     workers = max(1, min(workers, len(jobs)))
     step_seconds: dict[tuple, float] = {}
+    setup_seconds: dict[tuple, float] = {}                           # per run, besides its steps
     observed = observed_step_seconds() if todo else {}
     eval_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
@@ -95,7 +97,10 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
             if not cached and part_steps and (shape, members) not in step_seconds:
                 step_seconds[shape, members] = observed.get(shape) or measure_step_seconds(part, threads=threads,
                                                                                            stack=members)
-            seconds += 0.0 if cached or repeat or not part_steps else part_steps * step_seconds[shape, members]
+            if not cached and not repeat and part_steps:
+                if shape not in setup_seconds:
+                    setup_seconds[shape] = measure_setup_seconds(part, threads=threads)
+                seconds += setup_seconds[shape] + part_steps * step_seconds[shape, members]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
                      "eval_seconds": 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)})

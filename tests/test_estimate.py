@@ -62,6 +62,7 @@ def test_evaluation_is_checked_before_any_compute():
 def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 0.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     timed = []
     monkeypatch.setattr(grid, "measure_eval_seconds",
@@ -80,6 +81,7 @@ def test_plan_counts_evaluation_for_the_runs_it_names_once_each(monkeypatch, cap
 def test_plan_evaluates_like_run_grid_by_default(monkeypatch):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 0.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     seen = []
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: seen.append(evaluation) or 1.0)
@@ -155,6 +157,17 @@ def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypat
     assert step_shape(TINY.replace(batch_size=32), 1) not in observed        # another shape
     assert len(observed) == 3                                                # 1 thread; 2 threads; another CPU
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: pytest.fail("timed a known shape"))
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[], stack=1)   # two alone, 1 thread each
     assert df.est_seconds.tolist() == [pytest.approx(0.2 * (512 // 64))] * 2
+
+
+def test_setup_seconds_count_building_and_writing_a_checkpoint_and_the_model(monkeypatch):
+    import ssl_core.estimate as estimate
+    written = []
+    monkeypatch.setattr(estimate, "save_atomic", lambda obj, path: written.append((path.name, sorted(obj)[:2])))
+    seconds = estimate.measure_setup_seconds(TINY, threads=1)
+    assert seconds > 0
+    assert [name for name, _ in written] == ["checkpoint.pt", "model.pt"]
+    assert written[0][1] == ["model", "optimizer"]

@@ -131,6 +131,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     from ssl_core.methods.dnc import budget
     seconds = {"moclr": 3.0, "dnc": 1.0}
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: seconds[cfg.method])
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     cfg = TINY.replace(method="dnc", epochs=5.0)
@@ -144,6 +145,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
 def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     grid.plan([TINY])
@@ -156,6 +158,7 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
     import ssl_core.grid as grid
     timed = []
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: timed.append(threads) or 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     configs = [TINY.replace(seed=s) for s in range(4)]
@@ -169,6 +172,7 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
 def test_plan_counts_a_run_the_grid_lists_twice_once(monkeypatch, capsys):
     import ssl_core.grid as grid
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1), TINY], parallel=1)
@@ -233,3 +237,20 @@ def test_cudnn_times_its_convolutions_on_cuda_only(monkeypatch):
     assert torch.backends.cudnn.benchmark is False
     tune_device(torch.device("cuda"))               # sets a flag only: no GPU needed
     assert torch.backends.cudnn.benchmark is True
+
+
+
+def test_plan_adds_each_trained_runs_setup_once_per_stage(monkeypatch):
+    import ssl_core.grid as grid
+    from ssl_core.config import steps_per_epoch
+    from ssl_core.methods.dnc import stage_costs
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 5.0)
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
+    dnc = TINY.replace(method="dnc", epochs=5.0)
+    df = grid.plan([TINY, TINY.replace(seed=1), TINY, dnc], parallel=1, stack=1)
+    per_run = 2.0 * 512 // 64
+    assert df.est_seconds.tolist()[:3] == [per_run + 5.0, per_run + 5.0, 0.0]   # listed twice: trained once
+    stages = [round(epochs * steps_per_epoch(part, 512)) for part, epochs in stage_costs(dnc)]
+    assert len(stages) > 1 and df.est_seconds[3] == pytest.approx(sum(stages) + 5.0 * len(stages))
