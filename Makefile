@@ -20,14 +20,13 @@ test unit smoke figures evidence audit bench: export TQDM_DISABLE ?= 1
 	$(PY) -m ipykernel install --sys-prefix --name ssl_core --display-name "Python 3 (ssl_core)"   # the notebooks' kernel
 	touch $@
 
-# Executed copies land in figures/executed/, never over the source notebooks; then every number they print and
-# every verdict is compared with the committed ones.
+# Executed copies land in figures/executed/, never over the source notebooks; `python scripts/same_numbers.py`
+# then says whether every number they print and every verdict equals the committed ones.
 figures: .venv/.installed
 	mkdir -p figures/executed
 	for nb in $(NOTEBOOKS); do \
 	  .venv/bin/papermill --cwd notebooks "$$nb" "figures/executed/$$(basename $$nb)" || exit 1; \
 	done
-	$(PY) scripts/same_numbers.py
 
 # The evidence behind the committed figures: every notebook's default preset, each finished run and row added
 # to results/ as it lands (resumable: what the store or the cache holds is not recomputed). PARTS picks

@@ -1,6 +1,6 @@
 """Does a fresh `make figures` print the committed numbers? Compares every output of the cells marked
 NBVAL_CHECK_OUTPUT (the tables and verdicts each notebook prints) in the executed notebooks with their committed
-copies, and each verdict file with its committed copy; `make figures` runs it last.
+copies, and each verdict file with its committed copy. Run it after `make figures`.
 
     python scripts/same_numbers.py                 # figures/executed/*.ipynb and figures/*_verdict.json against git HEAD
     python scripts/same_numbers.py --rev main~3    # against another commit

@@ -87,8 +87,8 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = N
 
 def measure_setup_seconds(cfg: RunConfig, threads: int | None = None) -> float:
     """Seconds a run of `cfg` costs besides its steps (with `threads` CPU threads): building its model and optimiser,
-    its first step's extra time (allocations, optimiser state), and writing its checkpoint and model. They decide
-    the time of runs of a few steps (the smoke preset's), which the steps alone put at half of it."""
+    its first step's extra time (allocations, optimiser state), and writing its checkpoint and model. For runs of a
+    few steps (the smoke preset's) this is as long as the steps themselves."""
     with _threads(threads), tempfile.TemporaryDirectory() as folder:
         setup, step, net, optimizer = _timed_steps(cfg, 1, 1)
         start = time.perf_counter()

@@ -239,7 +239,6 @@ def test_cudnn_times_its_convolutions_on_cuda_only(monkeypatch):
     assert torch.backends.cudnn.benchmark is True
 
 
-
 def test_plan_adds_each_trained_runs_setup_once_per_stage(monkeypatch):
     import ssl_core.grid as grid
     from ssl_core.config import steps_per_epoch
