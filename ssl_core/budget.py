@@ -114,7 +114,7 @@ def probe_rows(cfg: RunConfig, name: str, dataset: str, train_size: int, test_si
         test = test.subset(torch.arange(min(test_size, len(test))))
         return EVALS[name](load_encoder(cfg), train, test, resolve_device(cfg.device), cache={})
 
-    rows = cached_rows(cfg, eval_id(name, f"{dataset}-{train_size}-{test_size}"), compute)
+    rows = cached_rows(cfg, eval_id(name, dataset, train_size, test_size), compute)
     record = finished(cfg)
     run = dict(method=cfg.method, dataset=cfg.dataset, seed=cfg.seed, epochs=cfg.epochs, steps=record["steps"],
                train_seconds=record["train_seconds"], key=cfg.key(), eval_dataset=dataset)

@@ -15,7 +15,7 @@ from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_setup_s
                                observed_step_seconds, step_shape)
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
-from ssl_core.runs import eval_id, finished, has_rows
+from ssl_core.runs import eval_id, finished, has_rows, read_record
 from ssl_core.train import resolve_device
 
 
@@ -58,9 +58,9 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     run will get when `parallel` jobs train at once (0: as run_grid's automatic choice), alone or stacked as
     run_grid will (`stack`, backends.stack_groups), else two steps timed on this device with those threads
     (estimate.observed_step_seconds, measure_step_seconds), plus each run's setup, timed once per shape
-    (measure_setup_seconds). Evaluation:
-    each of `evaluations` (default: run_grid's, kNN and linear on the pretraining set) timed on a sample
-    (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
+    (measure_setup_seconds); a stored run with evaluations still to do is counted as trained again, for the
+    weights the store does not keep. Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on
+    the pretraining set) timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
     total is divided by the runs at a time.
     """
     valid_list("configs", configs)
@@ -78,7 +78,7 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     observed = observed_step_seconds() if todo else {}
     eval_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
-    rows, seen = [], set()
+    rows, seen, retrained = [], set(), 0
     for cfg in configs:
         source = (cfg.dataset, cfg.image_size, cfg.dataset_size)
         if source not in sizes:
@@ -88,27 +88,32 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
         cached = finished(cfg) is not None
         repeat = cfg.key() in seen                                  # listed twice: trained once
         seen.add(cfg.key())
+        to_evaluate = 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)
+        # the store keeps no weights: a stored run with rows still to compute is trained again first (cached_rows)
+        retrain = cached and to_evaluate > 0 and read_record(cfg) is None
+        retrained += retrain
         seconds = 0.0
         # DnC trains its base and experts with another method's step before its own (distillation)
         for part, epochs in stage_costs(cfg) if cfg.method == "dnc" else [(cfg, cfg.epochs)]:
             part_steps = round(epochs * steps_per_epoch(part, n))
             members = stacked.get(cfg, 1)
             shape = step_shape(part, threads, "stacked" if members > 1 else "alone")
-            if not cached and part_steps and (shape, members) not in step_seconds:
+            if (not cached or retrain) and part_steps and (shape, members) not in step_seconds:
                 step_seconds[shape, members] = observed.get(shape) or measure_step_seconds(part, threads=threads,
                                                                                            stack=members)
-            if not cached and not repeat and part_steps:
+            if (not cached or retrain) and not repeat and part_steps:
                 if shape not in setup_seconds:
                     setup_seconds[shape] = measure_setup_seconds(part, threads=threads)
                 seconds += setup_seconds[shape] + part_steps * step_seconds[shape, members]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
-                     "eval_seconds": 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)})
+                     "eval_seconds": to_evaluate})
     df = pd.DataFrame(rows)
     device = resolve_device(configs[0].device) if configs else "-"
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
     training, evaluating = df.est_seconds.sum() / workers, df.eval_seconds.sum() / workers
-    print(f"plan: {len(seen)} runs, {len(seen) - len(todo)} stored or cached, {len(todo)} to train "
+    print(f"plan: {len(seen)} runs, {len(seen) - len(todo)} stored or cached, {len(todo)} to train"
+          f"{f' and {retrained} stored to train again for their weights' if retrained else ''} "
           f"on {device}{f' ({len(stacked)} stacked)' if stacked else ''}, {workers} at a time with {threads} "
           f"thread(s) each; estimated time "
           f"{duration(training + evaluating)}: training {duration(training)}, evaluation {duration(evaluating)}"
@@ -136,10 +141,14 @@ def _eval_seconds(cfg: RunConfig, evaluations: list[Evaluation], threads: int, m
 
 
 def _evaluated(cfg: RunConfig, evaluation: Evaluation) -> bool:
-    """Whether the rows of `evaluation` on run `cfg` are there: a stored run's are (the store keeps a run with its
-    evaluations); run_grid's (names on whole test splits) are looked up in the cache. Others are counted as to do."""
+    """Whether the rows of `evaluation` on run `cfg` are there. Probes on a train and a test subset
+    (budget.probe_rows) are looked up by name, stored or cached: a stored run may lack them (claim 3 stores its
+    runs before it probes them). Any other evaluation of a stored run is taken as there; of another run,
+    run_grid's (names on whole test splits) are looked up in the cache and the rest counted as to do."""
+    dataset = evaluation.dataset or cfg.dataset
+    if evaluation.names and evaluation.train and evaluation.test and not evaluation.copies:
+        return all(has_rows(cfg, eval_id(name, dataset, evaluation.train, evaluation.test)) for name in evaluation.names)
     if store.stored_record(cfg) is not None:
         return True
-    dataset = evaluation.dataset or cfg.dataset
     return bool(evaluation.names) and not evaluation.test and not evaluation.copies and \
         all(has_rows(cfg, eval_id(name, dataset, evaluation.train)) for name in evaluation.names)

@@ -48,11 +48,13 @@ def run_dir(cfg: RunConfig) -> Path:
     return cache_dir() / "runs" / cfg.key()
 
 
-def eval_id(name: str, eval_dataset: str, eval_size: int = 0) -> str:
+def eval_id(name: str, eval_dataset: str, eval_size: int = 0, test_size: int = 0) -> str:
     """The name of the rows of evaluation `name` on `eval_dataset` (train split of `eval_size` images,
-    0 = its default), in the cache and the store."""
+    0 = its default; the first `test_size` test images, 0 = all, which needs an `eval_size`), in the cache and
+    the store."""
     size = f"-{eval_size}" if eval_size else ""
-    return f"{name}@{eval_dataset.replace('/', '_')}{size}"
+    test = f"-{test_size}" if test_size else ""
+    return f"{name}@{eval_dataset.replace('/', '_')}{size}{test}"
 
 
 def eval_path(cfg: RunConfig, eval_name: str) -> Path:

@@ -171,3 +171,35 @@ def test_setup_seconds_count_building_and_writing_a_checkpoint_and_the_model(mon
     assert seconds > 0
     assert [name for name, _ in written] == ["checkpoint.pt", "model.pt"]
     assert written[0][1] == ["model", "optimizer"]
+
+
+def test_plan_counts_the_probes_a_stored_run_lacks(monkeypatch, private_cache):
+    import ssl_core.grid as grid
+    from ssl_core.budget import probe_rows
+    from ssl_core.runs import run_or_load
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    cfg = TINY.replace(epochs=0.25)
+    run_or_load(cfg, evals=(), progress=False)                # stored with its training record, no rows
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
+    probe = Evaluation([cfg], ("knn",), train=64, test=32)
+    assert grid.plan([cfg], evaluations=[probe]).eval_seconds.tolist() == [1.0]   # stored, but not probed
+    probe_rows(cfg, "knn", cfg.dataset, 64, 32)
+    assert grid.plan([cfg], evaluations=[probe]).eval_seconds.tolist() == [0.0]   # probed: rows found by name
+
+
+def test_plan_trains_again_a_stored_run_its_evaluations_need(monkeypatch, private_cache, capsys):
+    import shutil
+    import ssl_core.grid as grid
+    from ssl_core.runs import run_dir, run_or_load
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    cfg = TINY.replace(epochs=0.25)
+    run_or_load(cfg, evals=(), progress=False)                # stored, no rows
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
+    probe = Evaluation([cfg], ("knn",), train=64, test=32)
+    assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [0.0]     # its weights are cached
+    shutil.rmtree(run_dir(cfg))                               # a fresh clone: the store keeps no weights
+    capsys.readouterr()
+    assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [2.0]     # 0.25 epoch of 8 steps, again
+    assert "0 to train and 1 stored to train again for their weights" in capsys.readouterr().out
