@@ -116,12 +116,22 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     several grids pays the workers' start (a few seconds of imports each) once. A pool of another shape, or
     started under other environment variables (workers read $SSL_CORE_CACHE and the like), is closed first.
     Spawned, not forked: a fork would copy this process's OpenMP threads."""
-    key = (workers, threads, frozenset(os.environ.items()))
-    if key not in _POOL or _POOL[key]._broken:         # another shape, or a worker died (killed, out of memory)
+    key = _pool_key(workers, threads)
+    if not pool_running(workers, threads):             # another shape, or a worker died (killed, out of memory)
         close_pool()
         _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(threads,))
     return _POOL[key]
+
+
+def pool_running(workers: int, threads: int) -> bool:
+    """Whether worker_pool(workers, threads) has its workers already up (kept from an earlier grid)."""
+    key = _pool_key(workers, threads)
+    return key in _POOL and not _POOL[key]._broken
+
+
+def _pool_key(workers: int, threads: int) -> tuple:
+    return workers, threads, frozenset(os.environ.items())
 
 
 def close_pool(kill: bool = False) -> None:

@@ -4,6 +4,8 @@ for grid.plan's estimate."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -18,13 +20,14 @@ from ssl_core.config import RunConfig
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.evaluate.features import extract_features
-from ssl_core.io import read_json, save_atomic
+from ssl_core.io import read_json, save_atomic, write_json
 from ssl_core.methods import METHODS
 from ssl_core.runs import cpu_model
 from ssl_core.stack import stack_models
 from ssl_core.train import make_optimizer, resolve_device, resolve_precision, stacked_losses
 
-SAMPLE = 256   # train and test images an evaluation is timed on; its cost is scaled to the full sizes
+SAMPLE = 256        # test images an evaluation is timed on, and its smaller train sample
+FIT_SAMPLE = 1024   # its larger train sample: a probe's fit is timed on both and extrapolated along their line
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ def measure_step_seconds(cfg: RunConfig, steps: int = 2, threads: int | None = N
         return _timed_steps(cfg, steps, stack)[1] / stack
 
 
+def measure_worker_start_seconds() -> float:
+    """Seconds a grid's worker process takes to start: a fresh interpreter importing ssl_core.backends (torch,
+    torchvision, timm, pandas), timed once per CPU model and interpreter and kept in the cache. run_grid pays it
+    once per pool (backends.worker_pool); on the smoke preset it is a fifth of a notebook's wait (7 s of 35)."""
+    path = cache_dir() / "estimates" / "worker_start.json"
+    key = f"{cpu_model()} {sys.executable}"
+    known = read_json(path) or {}
+    if key not in known:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import ssl_core.backends"], check=True)
+        known[key] = time.perf_counter() - start
+        write_json(known, path)
+    return known[key]
+
+
 def measure_setup_seconds(cfg: RunConfig, threads: int | None = None) -> float:
     """Seconds a run of `cfg` costs besides its steps (with `threads` CPU threads): building its model and optimiser,
     its first step's extra time (allocations, optimiser state), and writing its checkpoint and model. For runs of a
@@ -100,13 +118,16 @@ def measure_setup_seconds(cfg: RunConfig, threads: int | None = None) -> float:
 def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | None = None) -> float:
     """Seconds of `evaluation` on one run of `cfg`'s encoder (with `threads` CPU threads): building the model
     (once per evaluation of a run), then the embedding and the evaluations, timed with a randomly initialised
-    encoder on SAMPLE train and test images and scaled to the full sizes (embedding per image; a probe's fit
-    in proportion to its train images; the train sample is spread evenly, so a sorted split shows every class)."""
+    encoder and scaled to the full sizes. Embedding: per image. The evaluations' fit: timed on SAMPLE and
+    FIT_SAMPLE train images (each spread evenly, so a sorted split shows every class) and extrapolated along the
+    line through the two, t(n) = t1 + (n - n1) (t2 - t1) / (n2 - n1): the linear probe's L-BFGS over its L2 grid
+    has a fixed part, which scaling in proportion to the train images inflated 2.5x (smoke preset, 5,000 images)."""
     dataset = evaluation.dataset or cfg.dataset
     train = load_dataset(dataset, "train", image_size=cfg.image_size, size=evaluation.train)
     test = load_dataset(dataset, "test", image_size=cfg.image_size)
     n_test = min(evaluation.test or len(test), len(test))
-    sample_train = train.subset(torch.linspace(0, len(train) - 1, min(SAMPLE, len(train))).long())
+    sizes = sorted({min(SAMPLE, len(train)), min(FIT_SAMPLE, len(train))})
+    big = train.subset(torch.linspace(0, len(train) - 1, sizes[-1]).long())
     sample_test = test.subset(torch.arange(min(SAMPLE, n_test)))
     device = resolve_device(cfg.device)
     with _threads(threads):
@@ -115,16 +136,23 @@ def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | 
         encoder = METHODS[cfg.method](cfg, train.num_classes).encoder.to(device)
         build = time.perf_counter() - start
         start = time.perf_counter()
-        cache = {id(s): (s, extract_features(encoder, s.images, device)) for s in (sample_train, sample_test)}
-        embed = (time.perf_counter() - start) / (len(sample_train) + len(sample_test))
-        fit = 0.0
-        if evaluation.names:
+        features = {id(s): (s, extract_features(encoder, s.images, device)) for s in (big, sample_test)}
+        embed = (time.perf_counter() - start) / (len(big) + len(sample_test))
+        fits = []
+        for size in sizes if evaluation.names else []:
+            index = torch.linspace(0, len(big) - 1, size).long()
+            sample_train = big.subset(index)
+            cache = {id(sample_train): (sample_train, features[id(big)][1][index]), id(sample_test): features[id(sample_test)]}
             start = time.perf_counter()
             for name in evaluation.names:
                 EVALS[name](encoder, sample_train, sample_test, device, cache=cache)
-            fit = time.perf_counter() - start
+            fits.append(time.perf_counter() - start)
+    fit = 0.0
+    if fits:   # a noisy pair that falls is read as flat: never below the larger sample's time
+        slope = max(fits[-1] - fits[0], 0.0) / (sizes[-1] - sizes[0]) if len(sizes) > 1 else 0.0
+        fit = fits[-1] + slope * (len(train) - sizes[-1])
     embedded = (len(train) if evaluation.names else 0) + (1 + evaluation.copies) * n_test
-    return build + embed * embedded + fit * len(train) / len(sample_train)
+    return build + embed * embedded + fit
 
 
 @contextmanager

@@ -7,12 +7,12 @@ from dataclasses import replace
 import pandas as pd
 
 from ssl_core import store
-from ssl_core.backends import BACKENDS, schedule, stack_groups
+from ssl_core.backends import BACKENDS, pool_running, schedule, stack_groups
 from ssl_core.checks import at_least, choose, typed
 from ssl_core.config import RunConfig, steps_per_epoch
 from ssl_core.data import load_dataset
 from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_setup_seconds, measure_step_seconds,
-                               observed_step_seconds, step_shape)
+                               measure_worker_start_seconds, observed_step_seconds, step_shape)
 from ssl_core.methods.dnc import stage_costs
 from ssl_core.preflight import check_evals, check_resources, valid_list
 from ssl_core.runs import eval_id, finished, has_rows, read_record
@@ -60,8 +60,9 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     (estimate.observed_step_seconds, measure_step_seconds), plus each run's setup, timed once per shape
     (measure_setup_seconds); a stored run with evaluations still to do is counted as trained again, for the
     weights the store does not keep. Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on
-    the pretraining set) timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are not there yet (`_evaluated`). The
-    total is divided by the runs at a time.
+    the pretraining set) timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are
+    not there yet (`_evaluated`). Both are divided by the runs at a time; the local backend's worker processes,
+    where they are not up yet, add their start once (estimate.measure_worker_start_seconds).
     """
     valid_list("configs", configs)
     at_least("parallel", typed("parallel", parallel, int), 0)
@@ -112,11 +113,13 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     device = resolve_device(configs[0].device) if configs else "-"
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
     training, evaluating = df.est_seconds.sum() / workers, df.eval_seconds.sum() / workers
+    starting = measure_worker_start_seconds() if workers > 1 and not pool_running(workers, threads) else 0.0
     print(f"plan: {len(seen)} runs, {len(seen) - len(todo)} stored or cached, {len(todo)} to train"
           f"{f' and {retrained} stored to train again for their weights' if retrained else ''} "
           f"on {device}{f' ({len(stacked)} stacked)' if stacked else ''}, {workers} at a time with {threads} "
-          f"thread(s) each; estimated time "
-          f"{duration(training + evaluating)}: training {duration(training)}, evaluation {duration(evaluating)}"
+          f"thread(s) each; estimated time {duration(starting + training + evaluating)}: "
+          f"{f'starting the workers {duration(starting)}, ' if starting else ''}"
+          f"training {duration(training)}, evaluation {duration(evaluating)}"
           f"{' (eager steps; torch.compile adds ~45 s per new setting on a CPU)' if compiling else ''}")
     return df
 

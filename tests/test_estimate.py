@@ -19,37 +19,59 @@ TINY = RunConfig(method="simclr", dataset="curated", dataset_size=512, encoder="
 
 
 class Clock:
-    """A perf_counter that advances one second per call: every timed block lasts exactly one second."""
+    """A perf_counter that moves only when told: the fakes below spend known seconds."""
 
     def __init__(self):
         self.now = 0.0
 
     def __call__(self):
-        self.now += 1.0
         return self.now
 
 
-def test_evaluation_seconds_scale_the_timed_sample_to_the_full_sizes(monkeypatch):
+def test_evaluation_seconds_scale_the_timed_samples_to_the_full_sizes(monkeypatch):
+    """Embedding at 1 ms per image and a fit of 0.5 s + 2 ms per train image (an affine cost, as L-BFGS over an
+    L2 grid has) are recovered exactly at the full sizes from the two timed samples."""
     import ssl_core.estimate as estimate
-    monkeypatch.setattr(estimate.time, "perf_counter", Clock())
-    train = len(load_dataset("suite/digits", "train", size=1000))
-    test = len(load_dataset("suite/digits", "test"))
-    sampled = SAMPLE + min(SAMPLE, 300)                       # each timed block: 1 s (model, embedding, probes)
-    ev = Evaluation([TINY], ("knn", "linear"), "suite/digits", train=1000, test=300, copies=3)
-    assert test > 300                                          # the sizes the loaders give (train: whole classes)
-    expected = 1 + (train + 4 * 300) / sampled + train / SAMPLE   # model + per image embedded + fit by train images
-    assert measure_eval_seconds(TINY, ev) == pytest.approx(expected)
+    clock = Clock()
+    monkeypatch.setattr(estimate.time, "perf_counter", clock)
+
+    def embed(encoder, images, device):
+        clock.now += 1e-3 * len(images)
+        return torch.zeros(len(images), 4)
+
+    def fit(encoder, train, test, device, cache):
+        clock.now += 0.5 + 2e-3 * len(train)
+        return []
+
+    monkeypatch.setattr(estimate, "extract_features", embed)
+    monkeypatch.setitem(estimate.EVALS, "linear", fit)
+    train = len(load_dataset("suite/digits", "train", size=2000))
+    assert train > estimate.FIT_SAMPLE                         # the fit is extrapolated beyond both samples
+    ev = Evaluation([TINY], ("linear",), "suite/digits", train=2000, test=300, copies=3)
+    assert measure_eval_seconds(TINY, ev) == pytest.approx(1e-3 * (train + 4 * 300) + 0.5 + 2e-3 * train)
     embeddings_only = Evaluation([TINY], (), "suite/digits", test=300, copies=3)
-    assert measure_eval_seconds(TINY, embeddings_only) == pytest.approx(1 + 4 * 300 / sampled)   # no train split, no fit
+    assert measure_eval_seconds(TINY, embeddings_only) == pytest.approx(1e-3 * 4 * 300)   # no train split, no fit
 
 
-def test_evaluation_runs_the_named_evaluations_on_the_sample(monkeypatch):
+def test_a_fit_timed_faster_on_more_images_is_read_as_flat(monkeypatch):
+    import ssl_core.estimate as estimate
+    clock = Clock()
+    monkeypatch.setattr(estimate.time, "perf_counter", clock)
+    monkeypatch.setattr(estimate, "extract_features", lambda encoder, images, device: torch.zeros(len(images), 4))
+    monkeypatch.setitem(estimate.EVALS, "linear", lambda enc, train, test, device, cache: setattr(
+        clock, "now", clock.now + (1.0 if len(train) == SAMPLE else 0.5)) or [])   # noise: the larger is faster
+    ev = Evaluation([TINY], ("linear",), "suite/digits", train=2000, test=300)
+    assert measure_eval_seconds(TINY, ev) == pytest.approx(0.5)                     # never extrapolated below
+
+
+def test_evaluation_runs_the_named_evaluations_on_the_samples(monkeypatch):
     import ssl_core.estimate as estimate
     seen = []
     monkeypatch.setitem(estimate.EVALS, "linear", lambda enc, train, test, device, cache: seen.append(
-        (len(train), len(test), set(cache) == {id(train), id(test)})) or [])
+        (len(train), len(test), set(cache) == {id(train), id(test)}, len(cache[id(train)][1]))) or [])
     measure_eval_seconds(TINY, Evaluation([TINY], ("linear",), test=100))
-    assert seen == [(SAMPLE, 100, True)]                      # the probe reuses the timed embeddings
+    assert seen == [(SAMPLE, 100, True, SAMPLE), (estimate.FIT_SAMPLE, 100, True, estimate.FIT_SAMPLE)]   # on the
+    # timed embeddings, once per train sample
 
 
 def test_evaluation_is_checked_before_any_compute():
@@ -158,6 +180,7 @@ def test_plan_takes_the_seconds_per_step_of_finished_runs_of_the_shape(monkeypat
     assert len(observed) == 3                                                # 1 thread; 2 threads; another CPU
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: pytest.fail("timed a known shape"))
     monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_worker_start_seconds", lambda: 0.0)
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     df = grid.plan([TINY, TINY.replace(seed=1)], parallel=2, evaluations=[], stack=1)   # two alone, 1 thread each
     assert df.est_seconds.tolist() == [pytest.approx(0.2 * (512 // 64))] * 2
@@ -203,3 +226,25 @@ def test_plan_trains_again_a_stored_run_its_evaluations_need(monkeypatch, privat
     capsys.readouterr()
     assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [2.0]     # 0.25 epoch of 8 steps, again
     assert "0 to train and 1 stored to train again for their weights" in capsys.readouterr().out
+
+
+def test_worker_start_is_timed_once_per_machine_and_kept_in_the_cache(monkeypatch, private_cache):
+    import ssl_core.estimate as estimate
+    started = []
+    monkeypatch.setattr(estimate.subprocess, "run", lambda args, check: started.append(args))
+    first = estimate.measure_worker_start_seconds()
+    assert started == [[sys.executable, "-c", "import ssl_core.backends"]] and first >= 0
+    assert estimate.measure_worker_start_seconds() == first and len(started) == 1   # read back, not timed again
+    (private_cache / "estimates" / "worker_start.json").write_text("{damaged")
+    with pytest.warns(UserWarning, match="damaged cache entry"):
+        estimate.measure_worker_start_seconds()
+    assert len(started) == 2                                                        # a damaged entry is timed anew
+
+
+def test_a_pool_counts_as_running_only_while_its_workers_are_sound(monkeypatch):
+    import ssl_core.backends as backends
+    pool = type("Pool", (), {"_broken": False})()
+    monkeypatch.setattr(backends, "_POOL", {backends._pool_key(2, 1): pool})
+    assert backends.pool_running(2, 1) and not backends.pool_running(2, 2)           # another shape: a new pool
+    pool._broken = True
+    assert not backends.pool_running(2, 1)

@@ -132,6 +132,7 @@ def test_plan_times_dnc_base_and_experts_with_their_own_step(monkeypatch):
     seconds = {"moclr": 3.0, "dnc": 1.0}
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: seconds[cfg.method])
     monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_worker_start_seconds", lambda: 0.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     cfg = TINY.replace(method="dnc", epochs=5.0)
@@ -159,14 +160,18 @@ def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkey
     timed = []
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: timed.append(threads) or 1.0)
     monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "measure_worker_start_seconds", lambda: 7.0)
     monkeypatch.setattr(grid, "observed_step_seconds", dict)   # nothing observed: steps are timed
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
     configs = [TINY.replace(seed=s) for s in range(4)]
     df = grid.plan(configs, parallel=2)
     per_run = 2.0 * 512 // 64
     assert timed == [max(1, torch.get_num_threads() // 2)] and df.est_seconds.tolist() == [per_run] * 4
-    assert f"2 at a time with {timed[0]} thread(s) each; estimated time {4 * per_run / 2:.0f} s: training" \
-        in capsys.readouterr().out
+    assert f"2 at a time with {timed[0]} thread(s) each; estimated time {7 + 4 * per_run / 2:.0f} s: starting the " \
+           f"workers 7 s, training {4 * per_run / 2:.0f} s" in capsys.readouterr().out   # the workers start once
+    monkeypatch.setattr(grid, "pool_running", lambda workers, threads: True)         # kept from an earlier grid
+    grid.plan(configs, parallel=2)
+    assert f"estimated time {4 * per_run / 2:.0f} s: training" in capsys.readouterr().out
 
 
 def test_plan_counts_a_run_the_grid_lists_twice_once(monkeypatch, capsys):
