@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ssl_core import store
+from ssl_core.budget import probe_rows
 from ssl_core.config import RunConfig
 from ssl_core.data import DATASETS, cache_dir
 from ssl_core.evaluate import EVALS
@@ -33,15 +34,19 @@ TOLERANCE = 6.0   # points between machine kinds: 1 vs 2 threads (another reduct
                   # by 4.9 kNN / 3.6 linear points, supervised by 0.4 / 0.5 (measured 2026-12-05 with --threads 2)
 
 
-def parse_eval_id(eval_id: str) -> tuple[str, str, int] | None:
-    """(evaluation, dataset, eval_size) of a run_or_load row name such as "linear@suite_concepts-1000", or None."""
+def parse_eval_id(eval_id: str) -> tuple[str, str, int, int] | None:
+    """(evaluation, dataset, train size, test size) of a row name from runs.eval_id, such as
+    "linear@suite_concepts-1000" or "segmentation@scenes_shapes-1000-500" (0: the split's default), or None."""
     name, _, rest = eval_id.partition("@")
+    if name not in EVALS:
+        return None
     datasets = {d.replace("/", "_"): d for d in DATASETS}
-    head, _, size = rest.rpartition("-")
-    if name in EVALS and rest in datasets:
-        return name, datasets[rest], 0
-    if name in EVALS and head in datasets and size.isdigit():
-        return name, datasets[head], int(size)
+    parts = rest.split("-")
+    for sizes in range(3):                             # eval_id adds up to two sizes; no dataset name holds a "-"
+        head, tail = "-".join(parts[:len(parts) - sizes]), parts[len(parts) - sizes:]
+        if head in datasets and all(t.isdigit() for t in tail):
+            train, test = (*map(int, tail), 0, 0)[:2]
+            return name, datasets[head], train, test
     return None
 
 
@@ -71,10 +76,11 @@ def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
         if parsed is None:
             skipped += 1
             continue
-        name, dataset, size = parsed
+        name, dataset, train, test = parsed
         torch.set_num_threads(threads or int(rows[0].get("threads", recorded)))   # as the rows were computed
-        now = run_or_load(cfg, (name,), dataset, progress=False, eval_size=size)
-        for old, new in zip(rows, now.to_dict("records")):
+        now = probe_rows(cfg, name, dataset, train, test) if test else \
+            run_or_load(cfg, (name,), dataset, progress=False, eval_size=train).to_dict("records")
+        for old, new in zip(rows, now):
             if same_kind and old["value"] != new["value"]:
                 problems.append(f"{eval_id} {old['metric']}: {new['value']!r} vs stored {old['value']!r}")
             if not same_kind and abs(100 * (old["value"] - new["value"])) > TOLERANCE:

@@ -2,8 +2,10 @@
 import json
 
 from ssl_core import audit, store
+from ssl_core.budget import probe_rows
 from ssl_core.config import RunConfig
-from ssl_core.runs import run_or_load
+from ssl_core.data import DATASETS
+from ssl_core.runs import eval_id, run_or_load
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet10", width=8,
                  epochs=1.0, batch_size=64, device="cpu")
@@ -13,21 +15,27 @@ def test_audit_reproduces_a_stored_run_and_catches_a_changed_metric(private_cach
     monkeypatch.setenv("SSL_CORE_STORE", "write")
     run_or_load(TINY, ("knn",), progress=False, eval_size=500)
     run_or_load(TINY, ("knn",), "suite/digits", progress=False, eval_size=500)
+    probe_rows(TINY, "knn", "curated", 500, 100)                                   # a probe on subsets (claim 3's)
     run_or_load(TINY.replace(epochs=0.0), ("knn",), progress=False, eval_size=500)   # random init: nothing to retrain
     monkeypatch.setenv("SSL_CORE_STORE", "read")
     assert audit.main(["--cheapest"]) == 0
     out = capsys.readouterr().out
-    assert "same machine kind, 2 metrics recomputed" in out and "every stored metric reproduced" in out
+    assert "same machine kind, 3 metrics recomputed" in out and "every stored metric reproduced" in out
     path = store.entry_path(TINY.key())
     entry = json.loads(path.read_text())
     entry["rows"]["knn@curated-500"][0]["value"] += 0.01
+    entry["rows"]["knn@curated-500-100"][0]["value"] += 0.01
     path.write_text(json.dumps(entry))
     assert audit.main(["--runs", "5", "--seed", "0"]) == 1
-    assert "knn@curated-500 knn_acc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "knn@curated-500 knn_acc" in out and "knn@curated-500-100 knn_acc" in out
     assert json.loads(path.read_text()) == entry                          # the audit never writes the store
 
 
 def test_eval_ids_parse_back_to_their_evaluation():
-    assert audit.parse_eval_id("linear@suite_concepts-1000") == ("linear", "suite/concepts", 1000)
-    assert audit.parse_eval_id("knn@curated") == ("knn", "curated", 0)
-    assert audit.parse_eval_id("corruption-1a2b3c4d@curated") is None
+    assert not any("-" in name for name in DATASETS)                      # so the sizes after the name are unambiguous
+    for parts in [("linear", "suite/concepts", 1000, 0), ("knn", "curated", 0, 0),
+                  ("segmentation", "scenes_shapes", 1000, 500)]:
+        assert audit.parse_eval_id(eval_id(*parts)) == parts
+    assert audit.parse_eval_id("corruption-1a2b3c4d@curated") is None     # derived rows: they follow from the weights
+    assert audit.parse_eval_id("knn@curated-x") is None
