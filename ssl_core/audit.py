@@ -4,11 +4,13 @@
     python -m ssl_core.audit --cheapest      # the stored run that trains fastest (CI)
 
 Each chosen run is retrained in a fresh cache with the store off, with the thread count its record names,
-and every stored row that names an evaluation of ssl_core.evaluate on a dataset is recomputed. On the CPU
-model that produced the store the weights (their sha256), the losses and every recomputed metric must be
-identical (a run trained stacked is retrained stacked). On another machine kind bits may differ (other kernels,
-bf16 where the other had fp32): metrics must then lie within TOLERANCE points. Rows derived by panels (corruptions, mechanisms) follow from the
-weights: identical weights make them identical, and the audit says how many it did not recompute.
+and every stored row that names an evaluation of ssl_core.evaluate on a dataset is recomputed. On the CPU kind
+that trained the run (runs.cpu_model: name, family, model, torch's instruction set) the weights (their sha256),
+the losses and every recomputed metric must be identical (a run trained stacked is retrained stacked). On another
+machine kind bits may differ (other kernels, bf16 where the other had fp32): metrics must then lie within
+TOLERANCE points. A record that names only a model name (before 2026-12-06) counts as another kind: two machines
+both called "AMD EPYC" trained the same run to other weights. Rows derived by panels (corruptions, mechanisms)
+follow from the weights: identical weights make them identical, and the audit says how many it did not recompute.
 """
 from __future__ import annotations
 

@@ -75,14 +75,20 @@ def source_digest() -> str:
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or the platform's word for it."""
+    """The CPU's kind as a run's record names it: its model name, family and model numbers (/proc/cpuinfo) and the
+    instruction set torch's kernels use, e.g. "AMD EPYC (family 25 model 1, AVX2)". A virtual machine may show only
+    "AMD EPYC": two such machines (Zen 3 with AVX2 and one with AVX-512) trained the same run to other weights."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    family = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields and "model" in fields \
+        else ""
+    return f"{name} ({family}{torch.backends.cpu.get_cpu_capability()})"
 
 
 def file_sha256(path: Path) -> str:

@@ -1,11 +1,13 @@
 """make audit: a stored run recomputed from nothing reproduces every stored metric, and a tampered one is caught."""
 import json
 
+import torch
+
 from ssl_core import audit, store
 from ssl_core.budget import probe_rows
 from ssl_core.config import RunConfig
 from ssl_core.data import DATASETS
-from ssl_core.runs import eval_id, run_or_load
+from ssl_core.runs import cpu_model, eval_id, run_or_load
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet10", width=8,
                  epochs=1.0, batch_size=64, device="cpu")
@@ -30,6 +32,19 @@ def test_audit_reproduces_a_stored_run_and_catches_a_changed_metric(private_cach
     out = capsys.readouterr().out
     assert "knn@curated-500 knn_acc" in out and "knn@curated-500-100 knn_acc" in out
     assert json.loads(path.read_text()) == entry                          # the audit never writes the store
+
+
+def test_a_record_naming_only_the_cpu_model_name_is_judged_as_another_machine_kind(private_cache, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    run_or_load(TINY, ("knn",), progress=False, eval_size=500)
+    path = store.entry_path(TINY.key())
+    entry = json.loads(path.read_text())
+    assert entry["record"]["cpu"] == cpu_model() and torch.backends.cpu.get_cpu_capability() in cpu_model()
+    entry["record"]["cpu"] = cpu_model().split(" (")[0]                   # as records before 2026-12-06 named it
+    path.write_text(json.dumps(entry))
+    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    assert audit.main(["--cheapest"]) == 0
+    assert "other machine kind, 1 metrics recomputed" in capsys.readouterr().out
 
 
 def test_eval_ids_parse_back_to_their_evaluation():
