@@ -120,7 +120,7 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     if not pool_running(workers, threads):             # another shape, or a worker died (killed, out of memory)
         close_pool()
         _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads,))
+                                         initializer=_init_worker, initargs=(threads, os.getpid()))
     return _POOL[key]
 
 
@@ -193,12 +193,13 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
 GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU has been lent)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
     # Jupyter interrupts a kernel by signalling its process group, workers included: an idle worker must outlive
     # an interrupted cell, and an interrupted grid stops its own workers (close_pool)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watch_parent()                         # a worker ends with the kernel or script that started it
+    watch_parent(parent)                   # a worker ends with the kernel or script that started it, even one
+                                           # killed while the worker was still importing (seconds of torch)
 
 
 def _label(job: list[RunConfig]) -> str:

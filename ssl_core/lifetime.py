@@ -21,12 +21,14 @@ def orphaned() -> bool:
     return _parent is not None and os.getppid() != _parent
 
 
-def watch_parent(interval: float = 0.2) -> None:
-    """Exit this process within `interval` seconds of its parent's death (once per process)."""
+def watch_parent(parent: int | None = None, interval: float = 0.2) -> None:
+    """Exit this process within `interval` seconds of its parent's death (once per process). `parent`: the pid
+    that started it, where known (a worker's); a process whose parent died while it was still importing has
+    already been re-parented, and exits at once instead of taking its new parent for the one to watch."""
     global _parent
     if _parent is not None:
         return
-    _parent = os.getppid()
+    _parent = parent or os.getppid()
 
     def watch():
         while not orphaned():

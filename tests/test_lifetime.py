@@ -49,6 +49,15 @@ def test_a_watching_process_exits_with_its_parent(tmp_path):
     assert not alive(pid), "the grandchild outlived its parent"
 
 
+def test_a_process_whose_parent_died_before_it_watched_exits_at_once():
+    """A grid worker still importing torch when its kernel is killed is re-parented before it starts watching."""
+    started = time.time()
+    code = "import time; from ssl_core.lifetime import watch_parent; watch_parent(parent=-1); time.sleep(60)"
+    done = subprocess.run([sys.executable, "-c", code], timeout=50, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (1, "")          # the watcher's exit, not an error, nor the 60 s sleep
+    assert time.time() - started < 50
+
+
 def test_an_orphaned_process_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(lifetime, "_parent", os.getppid() + 12345)      # as if the watched parent had died
     with pytest.raises(RuntimeError, match="has died"):
