@@ -136,13 +136,14 @@ def measure_eval_seconds(cfg: RunConfig, evaluation: Evaluation, threads: int | 
         encoder = METHODS[cfg.method](cfg, train.num_classes).encoder.to(device)
         build = time.perf_counter() - start
         start = time.perf_counter()
-        features = {id(s): (s, extract_features(encoder, s.images, device)) for s in (big, sample_test)}
+        big_z = extract_features(encoder, big.images, device)
+        test_z = extract_features(encoder, sample_test.images, device)
         embed = (time.perf_counter() - start) / (len(big) + len(sample_test))
         fits = []
         for size in sizes if evaluation.names else []:
             index = torch.linspace(0, len(big) - 1, size).long()
             sample_train = big.subset(index)
-            cache = {id(sample_train): (sample_train, features[id(big)][1][index]), id(sample_test): features[id(sample_test)]}
+            cache = {id(sample_train): (sample_train, big_z[index]), id(sample_test): (sample_test, test_z)}
             start = time.perf_counter()
             for name in evaluation.names:
                 EVALS[name](encoder, sample_train, sample_test, device, cache=cache)

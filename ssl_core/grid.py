@@ -150,7 +150,8 @@ def _evaluated(cfg: RunConfig, evaluation: Evaluation) -> bool:
     run_grid's (names on whole test splits) are looked up in the cache and the rest counted as to do."""
     dataset = evaluation.dataset or cfg.dataset
     if evaluation.names and evaluation.train and evaluation.test and not evaluation.copies:
-        return all(has_rows(cfg, eval_id(name, dataset, evaluation.train, evaluation.test)) for name in evaluation.names)
+        return all(has_rows(cfg, eval_id(name, dataset, evaluation.train, evaluation.test))
+                   for name in evaluation.names)
     if store.stored_record(cfg) is not None:
         return True
     return bool(evaluation.names) and not evaluation.test and not evaluation.copies and \

@@ -77,7 +77,7 @@ def source_digest() -> str:
 def cpu_model() -> str:
     """The CPU's kind as a run's record names it: its model name, family and model numbers (/proc/cpuinfo) and the
     instruction set torch's kernels use, e.g. "AMD EPYC (family 25 model 1, AVX2)". A virtual machine may show only
-    "AMD EPYC": two such machines (Zen 3 with AVX2 and one with AVX-512) trained the same run to other weights."""
+    "AMD EPYC", and two machines showing that name trained the same run to other weights."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -86,8 +86,8 @@ def cpu_model() -> str:
     except OSError:
         pass
     name = fields.get("model name") or platform.processor() or platform.machine()
-    family = f"family {fields['cpu family']} model {fields['model']}, " if "cpu family" in fields and "model" in fields \
-        else ""
+    known = "cpu family" in fields and "model" in fields
+    family = f"family {fields['cpu family']} model {fields['model']}, " if known else ""
     return f"{name} ({family}{torch.backends.cpu.get_cpu_capability()})"
 
 
