@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -56,35 +57,43 @@ def run_local(configs: list[RunConfig], evals: tuple[str, ...], eval_dataset: st
     workers, threads = schedule(pending, parallel)
     jobs = stack_groups(pending, workers, stack)
     workers = min(workers, len(jobs))
-
-    def settle(job: list[RunConfig], outcomes_of: list[Outcome]) -> None:
+    desc = f"runs, {workers} at a time x {threads} thread(s) ({len(configs) - len(todo)} cached)"
+    task = partial(_run_job, evals=evals, eval_dataset=eval_dataset, eval_size=eval_size, progress_bar=workers <= 1)
+    for job, outcomes_of in zip(jobs, run_jobs(task, jobs, workers, threads, desc)):
         for cfg, outcome in zip(job, outcomes_of):
             for i in todo[cfg.key()]:
                 outcomes[i] = outcome
+    return outcomes
 
-    desc = f"runs, {workers} at a time x {threads} thread(s) ({len(configs) - len(todo)} cached)"
-    if workers <= 1:
-        with progress(total=len(todo), desc=desc) as bar:
-            for job in jobs:
+
+def run_jobs(task: Callable[[list[RunConfig]], list], jobs: list[list[RunConfig]], workers: int, threads: int,
+             desc: str) -> list[list]:
+    """task(job) of each job (runs; the task answers one outcome per run), in job order: one after another in this
+    process when `workers` <= 1, else `workers` at a time in worker processes of `threads` threads each
+    (worker_pool). A progress bar counts the runs and names those in progress. An error or an interrupt stops the
+    runs in progress (to resume from their checkpoints) and is raised."""
+    results: list[list] = [[] for _ in jobs]
+    with progress(total=sum(map(len, jobs)), desc=desc) as bar:
+        if workers <= 1:
+            for i, job in enumerate(jobs):
                 bar.set_postfix_str(_label(job))
-                settle(job, _run_job(job, evals, eval_dataset, eval_size, progress_bar=True))
+                results[i] = task(job)
                 bar.update(len(job))
-        return outcomes
-    pool = worker_pool(workers, threads)
-    try:
-        with progress(total=len(todo), desc=desc) as bar:
-            running = {pool.submit(_run_job, job, evals, eval_dataset, eval_size): job for job in jobs}
+            return results
+        pool = worker_pool(workers, threads)
+        try:
+            running = {pool.submit(task, job): i for i, job in enumerate(jobs)}
             while running:
-                bar.set_postfix_str(", ".join(_label(job) for job in list(running.values())[:workers]))
+                bar.set_postfix_str(", ".join(_label(jobs[i]) for i in list(running.values())[:workers]))
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = running.pop(future)
-                    settle(job, future.result())             # any error other than divergence is raised here
-                    bar.update(len(job))
-    except BaseException:
-        close_pool(kill=True)      # a failed or interrupted grid: its runs stop (to resume from their checkpoints)
-        raise
-    return outcomes
+                    i = running.pop(future)
+                    results[i] = future.result()             # a task's error is raised here
+                    bar.update(len(jobs[i]))
+        except BaseException:
+            close_pool(kill=True)      # a failed or interrupted grid: its runs stop (to resume from their checkpoints)
+            raise
+    return results
 
 
 STACK_MAX = 4   # runs per stack on a CPU: 4 stacked gain 1.30x at batch 16, 1.28x at 64 (1 thread, bench/stacking.py)
@@ -175,8 +184,9 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
 
     On a CPU, small encoders are bound by per-operation overhead and OpenMP's synchronisation, not by
     arithmetic: one single-threaded job per core gets more done than all cores on one run (with stacking,
-    1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py). Wide encoders
-    (width > 16) keep all threads on one run. On a GPU several small runs share the device; one at a time
+    1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py; vit_mini, 1.25x for
+    two of claim 3's SimCLR runs, each trained and probed, bench/grid.py --probes). Wider encoders (a ResNet of width
+    > 16, a larger ViT) keep all threads on one run. On a GPU several small runs share the device; one at a time
     elsewhere.
     """
     if len(configs) < 2:
@@ -185,9 +195,14 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
     if device.type == "cuda":
         return min(len(configs), GPU_RUNS_PER_DEVICE), 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if device.type != "cpu" or cores < 2 or any(cfg.width > 16 or cfg.encoder.startswith("vit") for cfg in configs):
+    if device.type != "cpu" or cores < 2 or any(_wide(cfg) for cfg in configs):
         return 1, torch.get_num_threads()
     return min(cores, len(configs)), 1
+
+
+def _wide(cfg: RunConfig) -> bool:
+    """Whether a run's encoder is wide enough to keep a CPU's threads busy alone."""
+    return cfg.encoder != "vit_mini" if cfg.encoder.startswith("vit") else cfg.width > 16
 
 
 GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU has been lent)

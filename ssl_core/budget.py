@@ -10,19 +10,20 @@ realised FLOPs (`train_flops`) differ from the target by less than half a step.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import pandas as pd
 import torch
 import torch.fx.experimental._config as fx_config
 
+from ssl_core.backends import run_jobs, schedule
 from ssl_core.config import RunConfig, steps_per_epoch
-from ssl_core.checks import at_least, positive
-from ssl_core.data import load_dataset
+from ssl_core.checks import at_least, choose, positive, typed
+from ssl_core.data import DATASETS, load_dataset
 from ssl_core.evaluate import EVALS
 from ssl_core.flops import footprint, training_step_flops
 from ssl_core.methods import METHODS
-from ssl_core.runs import cached_rows, eval_id, finished, load_encoder
+from ssl_core.runs import cached_rows, eval_id, finished, has_rows, load_encoder
 from ssl_core.stats import Effect, blocked_anova, effect, paired_effect
 from ssl_core.train import resolve_device
 
@@ -119,6 +120,36 @@ def probe_rows(cfg: RunConfig, name: str, dataset: str, train_size: int, test_si
     run = dict(method=cfg.method, dataset=cfg.dataset, seed=cfg.seed, epochs=cfg.epochs, steps=record["steps"],
                train_seconds=record["train_seconds"], key=cfg.key(), eval_dataset=dataset)
     return [dict(row, **run) for row in rows]
+
+
+def probe_grid(probes: dict[RunConfig, list[tuple[str, str]]], train_size: int, test_size: int,
+               parallel: int = 0) -> dict[str, dict[str, list[dict]]]:
+    """probe_rows of every run's probes, (evaluation, dataset) pairs on subsets of `train_size` / `test_size`
+    images, as {run key: {evaluation: rows}}. A run whose rows are all there is read here; every other run is one
+    job (trained again first when stored: the store keeps no weights), its probes back to back on one loaded
+    encoder, `parallel` runs at a time in worker processes (0: backends.auto_parallel, 1: one after another here).
+    """
+    at_least("parallel", typed("parallel", parallel, int), 0)
+    for cfg, pairs in probes.items():
+        for name, dataset in pairs:
+            choose("probes", name, EVALS)
+            choose("probes", dataset, DATASETS)
+    wanted = {cfg.key(): pairs for cfg, pairs in probes.items()}
+    pending = [cfg for cfg, pairs in probes.items()
+               if not all(has_rows(cfg, eval_id(name, dataset, train_size, test_size)) for name, dataset in pairs)]
+    workers, threads = schedule(pending, parallel)
+    workers = min(workers, len(pending))
+    jobs = [[cfg] for cfg in pending]
+    task = partial(_probe_job, wanted=wanted, train_size=train_size, test_size=test_size)
+    desc = f"runs probed, {workers} at a time x {threads} thread(s) ({len(probes) - len(pending)} done)"
+    done = {job[0].key(): found for job, (found,) in zip(jobs, run_jobs(task, jobs, workers, threads, desc))}
+    return {cfg.key(): done.get(cfg.key()) or _probe_job([cfg], wanted, train_size, test_size)[0] for cfg in probes}
+
+
+def _probe_job(job: list[RunConfig], wanted: dict[str, list[tuple[str, str]]], train_size: int,
+               test_size: int) -> list[dict[str, list[dict]]]:
+    return [{name: probe_rows(cfg, name, dataset, train_size, test_size) for name, dataset in wanted[cfg.key()]}
+            for cfg in job]
 
 
 def footprint_table(runs: pd.DataFrame, device_kind: str, country: str, pue: float = 1.0) -> pd.DataFrame:

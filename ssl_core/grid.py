@@ -61,7 +61,8 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     (measure_setup_seconds); a stored run with evaluations still to do is counted as trained again, for the
     weights the store does not keep. Evaluation: each of `evaluations` (default: run_grid's, kNN and linear on
     the pretraining set) timed on a sample (estimate.measure_eval_seconds), counted for each run whose rows are
-    not there yet (`_evaluated`). Both are divided by the runs at a time; the local backend's worker processes,
+    not there yet (`_evaluated`). Both are divided by the runs at a time (run_grid's and budget.probe_grid's
+    schedule over the runs to train or evaluate); the local backend's worker processes,
     where they are not up yet, add their start once (estimate.measure_worker_start_seconds).
     """
     valid_list("configs", configs)
@@ -70,13 +71,16 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     evaluations = [Evaluation(tuple(configs))] if evaluations is None else evaluations
     check_resources(configs, finished)
     todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
-    workers, threads = schedule(todo, parallel)
-    jobs = stack_groups(todo, workers, stack)
+    # runs with rows still to compute keep a worker busy too (budget.probe_grid: one job each)
+    evaluating = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is not None and
+                  any(cfg in evaluation.configs and not _evaluated(cfg, evaluation) for evaluation in evaluations)]
+    workers, threads = schedule(todo + evaluating, parallel)
+    jobs = stack_groups(todo, workers, stack) + [[cfg] for cfg in evaluating]
     stacked = {cfg: len(job) for job in jobs for cfg in job if len(job) > 1}   # run -> runs in its stack
     workers = max(1, min(workers, len(jobs)))
     step_seconds: dict[tuple, float] = {}
     setup_seconds: dict[tuple, float] = {}                           # per run, besides its steps
-    observed = observed_step_seconds() if todo else {}
+    observed = observed_step_seconds() if todo or evaluating else {}
     eval_seconds: dict[tuple, float] = {}
     sizes: dict[tuple, int] = {}                                    # images per pretraining set, read once
     rows, seen, retrained = [], set(), 0

@@ -197,6 +197,11 @@ def test_grid_bench_times_both_cases_and_writes_its_section(private_cache, tmp_p
     assert body.count(f"## {grid.TITLE}") == 1 and "## Before" in body and "## After" in body
 
 
+def test_probe_grid_bench_times_both_cases(private_cache):
+    text = grid.measure_probes(runs=2, epochs=0.01, rounds=1, train=16, test=8)
+    assert "probe grid throughput: " in text and "(parallel=1)" in text and "(parallel=0: automatic)" in text
+
+
 def test_the_stacking_bench_times_both_cases_and_judges_the_paired_check():
     seconds = stacking.step_seconds(batch=4, models=2, threads=1, steps=1, rounds=1)
     assert set(seconds) == {"one after another", "stacked"} and all(s[0] > 0 for s in seconds.values())

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ssl_core.budget import (dataset_gap, equal_flop_epochs, flop_grid, footprint_table, method_spread, probe_rows,
-                             step_flops)
+from ssl_core.budget import (dataset_gap, equal_flop_epochs, flop_grid, footprint_table, method_spread, probe_grid,
+                             probe_rows, step_flops)
 from ssl_core.config import RunConfig
 from ssl_core.flops import DEVICE_WATTS, GRID_G_PER_KWH, training_step_flops
 from ssl_core.methods import METHODS
@@ -81,6 +81,39 @@ def test_probe_rows_cache_a_subset_evaluation(private_cache):
     assert rows[0]["value"] in [k / 10 for k in range(11)]               # accuracy over 10 test images
     assert (eval_path(cfg, "linear@curated-40-10")).exists()
     assert probe_rows(cfg, "linear", "curated", 40, 10) == rows          # read back, not recomputed
+
+
+def test_probe_grid_in_workers_gives_the_rows_of_one_run_after_another(monkeypatch, private_cache, private_store):
+    import shutil
+    import ssl_core.runs as runs
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    cfgs = [BASE.replace(method="mae", encoder="vit_mini", dataset_size=8, epochs=1.0, batch_size=4, seed=s)
+            for s in range(2)]
+    for cfg in cfgs:
+        runs.pretrain(cfg, progress=False)                                   # stored, no rows: claim 3's runs
+    shutil.rmtree(private_cache / "runs")                                     # a fresh clone: no weights
+    probes = {cfgs[0]: [("linear", "curated"), ("knn", "curated")], cfgs[1]: [("knn", "curated")]}
+    together = probe_grid(probes, 40, 10, parallel=2)                        # each trained again in a worker
+    assert {k: set(v) for k, v in together.items()} == {cfgs[0].key(): {"linear", "knn"}, cfgs[1].key(): {"knn"}}
+    assert all(row["threads"] == 1 for found in together.values() for rows in found.values() for row in rows)
+    with monkeypatch.context() as patched:
+        patched.setattr(runs, "train_group", lambda *a, **k: pytest.fail("a probed run was trained again"))
+        assert probe_grid(probes, 40, 10, parallel=2) == together             # all there: read here
+    shutil.rmtree(private_cache / "runs")
+    shutil.rmtree(private_store)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for cfg in cfgs:
+            runs.pretrain(cfg, progress=False)
+        shutil.rmtree(private_cache / "runs")
+        alone = probe_grid(probes, 40, 10, parallel=1)                        # one after another, here
+    finally:
+        torch.set_num_threads(threads)
+    values = lambda found: {k: {n: [r["value"] for r in rows] for n, rows in v.items()} for k, v in found.items()}
+    assert values(alone) == values(together)
+    with pytest.raises(ValueError, match="probes='segmentaton' is not allowed"):
+        probe_grid({cfgs[0]: [("segmentaton", "curated")]}, 40, 10)
 
 
 def test_footprint_table_follows_the_tables():

@@ -217,6 +217,7 @@ def test_plan_trains_again_a_stored_run_its_evaluations_need(monkeypatch, privat
     monkeypatch.setenv("SSL_CORE_STORE", "write")
     cfg = TINY.replace(epochs=0.25)
     run_or_load(cfg, evals=(), progress=False)                # stored, no rows
+    monkeypatch.setattr(grid, "observed_step_seconds", lambda: {})       # its own record would time it too
     monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
     monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
@@ -248,3 +249,19 @@ def test_a_pool_counts_as_running_only_while_its_workers_are_sound(monkeypatch):
     assert backends.pool_running(2, 1) and not backends.pool_running(2, 2)           # another shape: a new pool
     pool._broken = True
     assert not backends.pool_running(2, 1)
+
+
+def test_plan_shares_the_cores_among_stored_runs_with_probes_to_compute(monkeypatch, private_cache, capsys):
+    import ssl_core.backends as backends
+    import ssl_core.grid as grid
+    from ssl_core.runs import run_or_load
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    cfgs = [TINY.replace(epochs=0.25, seed=s) for s in range(2)]
+    for cfg in cfgs:
+        run_or_load(cfg, evals=(), progress=False)                   # trained, no rows: claim 3's stored runs
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
+    monkeypatch.setattr(grid, "measure_worker_start_seconds", lambda: 0.0)
+    capsys.readouterr()
+    grid.plan(cfgs, evaluations=[Evaluation(cfgs, ("knn",), train=64, test=32)])   # as budget.probe_grid runs them
+    assert "0 to train on cpu, 2 at a time with 1 thread(s)" in capsys.readouterr().out

@@ -258,3 +258,17 @@ def test_plan_adds_each_trained_runs_setup_once_per_stage(monkeypatch):
     assert df.est_seconds.tolist()[:3] == [per_run + 5.0, per_run + 5.0, 0.0]   # listed twice: trained once
     stages = [round(epochs * steps_per_epoch(part, 512)) for part, epochs in stage_costs(dnc)]
     assert len(stages) > 1 and df.est_seconds[3] == pytest.approx(sum(stages) + 5.0 * len(stages))
+
+
+def test_small_encoders_share_the_cores_and_wider_ones_keep_them(monkeypatch):
+    import ssl_core.backends as backends
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def pair(**knobs):
+        return [TINY.replace(seed=s, **knobs) for s in range(2)]
+
+    assert backends.auto_parallel(pair()) == (2, 1)
+    assert backends.auto_parallel(pair(encoder="vit_mini")) == (2, 1)        # 1.25x for claim 3's runs and probes
+    assert backends.auto_parallel(pair(encoder="vit_tiny"))[0] == 1
+    assert backends.auto_parallel(pair(width=32))[0] == 1
+    assert backends.auto_parallel(pair()[:1])[0] == 1
