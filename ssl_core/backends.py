@@ -184,8 +184,9 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
 
     On a CPU, small encoders are bound by per-operation overhead and OpenMP's synchronisation, not by
     arithmetic: one single-threaded job per core gets more done than all cores on one run (with stacking,
-    1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py; vit_mini, 1.25x for
-    two of claim 3's SimCLR runs, each trained and probed, bench/grid.py --probes). Wider encoders (a ResNet of width
+    1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py; vit_mini, 1.10x for
+    two 1-epoch SimCLR runs trained and probed as claim 3's, the workers' start included, bench/grid.py --probes;
+    1.25x for two of claim 3's 2-epoch runs). Wider encoders (a ResNet of width
     > 16, a larger ViT) keep all threads on one run. On a GPU several small runs share the device; one at a time
     elsewhere.
     """
