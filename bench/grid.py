@@ -21,7 +21,9 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 if __package__ in (None, ""):
@@ -61,25 +63,30 @@ def timed_grid(configs: list[RunConfig], parallel: int, stack: int) -> float:
         return time.perf_counter() - t0
 
 
+def compare(cases: dict[str, Callable[[], float]], runs: int, rounds: int) -> tuple[list[str], float]:
+    """Time each case (wall seconds of a grid of `runs` runs) `rounds` times, alternating which goes first: the
+    markdown table of runs per hour and the median per-round ratio of the first case's seconds to the second's."""
+    seconds = {case: [] for case in cases}
+    names = list(cases)
+    for r in range(rounds):
+        for case in names[r % 2:] + names[:r % 2]:        # alternate which case goes first
+            seconds[case].append(cases[case]())
+            print(f"  round {r + 1}/{rounds} {case:42s} {3600 * runs / seconds[case][-1]:8.1f} runs/hour", flush=True)
+    ratio = statistics.median(s / p for s, p in zip(*(seconds[c] for c in names)))
+    lines = ["| case | runs/hour (median) | seconds per grid, each round |", "|---|---:|---|"]
+    for case in names:
+        lines.append(f"| {case} | {3600 * runs / statistics.median(seconds[case]):.1f} | "
+                     + ", ".join(f"{s:.1f}" for s in seconds[case]) + " |")
+    return lines, ratio
+
+
 def measure(runs: int = 8, epochs: float = 1.0, rounds: int = 3, batch: int = 64) -> tuple[str, Target]:
     """The markdown section (command, per-round figures, ratio) and the target row (1.6x on 2 cores)."""
     load_dataset("curated", "train")                      # generated once, outside the timing
     configs = grid(runs, epochs, batch)
-    seconds = {case: [] for case in CASES}
-    names = list(CASES)
-    for r in range(rounds):
-        for case in names[r % 2:] + names[:r % 2]:        # alternate which case goes first
-            seconds[case].append(timed_grid(configs, *CASES[case]))
-            print(f"  round {r + 1}/{rounds} {case:42s} {3600 * runs / seconds[case][-1]:8.1f} runs/hour", flush=True)
-    sequential, parallel = (seconds[c] for c in names)
-    ratio = statistics.median(s / p for s, p in zip(sequential, parallel))
+    table, ratio = compare({case: partial(timed_grid, configs, *CASES[case]) for case in CASES}, runs, rounds)
     lines = [f"`python bench/grid.py --runs {runs} --epochs {epochs:g} --rounds {rounds} --batch {batch}` "
-             f"({os.cpu_count()} CPUs)", "",
-             "| case | runs/hour (median) | seconds per grid, each round |", "|---|---:|---|"]
-    for case in names:
-        lines.append(f"| {case} | {3600 * runs / statistics.median(seconds[case]):.1f} | "
-                     + ", ".join(f"{s:.1f}" for s in seconds[case]) + " |")
-    lines += ["", f"grid throughput: {ratio:.2f}x"]
+             f"({os.cpu_count()} CPUs)", "", *table, "", f"grid throughput: {ratio:.2f}x"]
     return "\n".join(lines), Target("grid throughput: several runs at a time / one after another", ratio, 1.6)
 
 
@@ -102,20 +109,12 @@ def measure_probes(runs: int = 2, epochs: float = 1.0, rounds: int = 2, train: i
     configs = [RunConfig(method="simclr", dataset="curated", encoder="vit_mini", batch_size=32, lr=3e-3, jitter=0.2,
                          gray_p=0.0, epochs=epochs, seed=s) for s in range(runs)]
     cases = {"one after another (parallel=1)": 1, "several at a time (parallel=0: automatic)": 0}
-    seconds = {case: [] for case in cases}
-    names = list(cases)
-    for r in range(rounds):
-        for case in names[r % 2:] + names[:r % 2]:
-            seconds[case].append(timed_probes(configs, cases[case], train, test))
-            print(f"  round {r + 1}/{rounds} {case:42s} {3600 * runs / seconds[case][-1]:8.1f} runs/hour", flush=True)
-    ratio = statistics.median(s / p for s, p in zip(*(seconds[c] for c in names)))
+    table, ratio = compare({case: partial(timed_probes, configs, parallel, train, test)
+                            for case, parallel in cases.items()}, runs, rounds)
     lines = [f"`python bench/grid.py --probes --runs {runs} --epochs {epochs:g} --rounds {rounds}` "
-             f"({os.cpu_count()} CPUs; probes on {train} / {test} images)", "",
-             "| case | runs/hour (median) | seconds per grid, each round |", "|---|---:|---|"]
-    for case in names:
-        lines.append(f"| {case} | {3600 * runs / statistics.median(seconds[case]):.1f} | "
-                     + ", ".join(f"{s:.1f}" for s in seconds[case]) + " |")
-    return "\n".join(lines + ["", f"probe grid throughput: {ratio:.2f}x"])
+             f"({os.cpu_count()} CPUs; probes on {train} / {test} images)", "", *table, "",
+             f"probe grid throughput: {ratio:.2f}x"]
+    return "\n".join(lines)
 
 
 def write_section(path: Path, title: str, text: str) -> None:
