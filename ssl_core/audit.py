@@ -8,8 +8,9 @@ and every stored row that names an evaluation of ssl_core.evaluate on a dataset 
 that trained the run (runs.cpu_model: name, family, model, torch's instruction set) the weights (their sha256),
 the losses and every recomputed metric must be identical (a run trained stacked is retrained stacked). On another
 machine kind bits may differ (other kernels, bf16 where the other had fp32): metrics must then lie within
-TOLERANCE points. A record that names only a model name (before 2026-12-06) counts as another kind: two machines
-both called "AMD EPYC" trained the same run to other weights. Rows derived by panels (corruptions, mechanisms)
+TOLERANCE points, as must the rows the store says were computed from the run's earlier weights (store.add). A
+record that names only a model name (before 2026-12-06) counts as another kind: two machines both called
+"AMD EPYC" trained the same run to other weights. Rows derived by panels (corruptions, mechanisms)
 follow from the weights: identical weights make them identical, and the audit says how many it did not recompute.
 """
 from __future__ import annotations
@@ -82,10 +83,11 @@ def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
         torch.set_num_threads(threads or int(rows[0].get("threads", recorded)))   # as the rows were computed
         now = probe_rows(cfg, name, dataset, train, test) if test else \
             run_or_load(cfg, (name,), dataset, progress=False, eval_size=train).to_dict("records")
+        exact = same_kind and eval_id not in entry.get("earlier_weights", {})
         for old, new in zip(rows, now):
-            if same_kind and old["value"] != new["value"]:
+            if exact and old["value"] != new["value"]:
                 problems.append(f"{eval_id} {old['metric']}: {new['value']!r} vs stored {old['value']!r}")
-            if not same_kind and abs(100 * (old["value"] - new["value"])) > TOLERANCE:
+            if not exact and abs(100 * (old["value"] - new["value"])) > TOLERANCE:
                 problems.append(f"{eval_id} {old['metric']}: {new['value']:.4f} vs stored {old['value']:.4f} "
                                 f"(more than {TOLERANCE} points apart across machine kinds)")
             checked += 1

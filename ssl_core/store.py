@@ -1,11 +1,13 @@
 """The results store: one small JSON file per finished run, committed with the project.
 
     results/<cfg.key()>.json   {"key", "config", "record": provenance and training record (run.json),
-                                "rows": {"<evaluation>@<dataset>": tidy rows}}
+                                "rows": {"<evaluation>@<dataset>": tidy rows},
+                                "earlier_weights": {"<evaluation>@<dataset>": model_sha256}   (when any)}
 
 The store is read before the cache: a stored run is never retrained and its stored rows are never
 recomputed, so `make figures` needs no weights. It holds no weights; a panel that needs a model
-stores the rows it computes from it. Files are independent: stores built in parts on several
+stores the rows it computes from it. A run trained again for an evaluation it lacks (on another machine kind: to
+other weights) gets the new record; the rows computed from its earlier weights stay, named in "earlier_weights". Files are independent: stores built in parts on several
 machines merge by copying the files together.
 
 $SSL_CORE_STORE says what a process does with it: "read" (the default), "write" (read, and add every
@@ -61,15 +63,22 @@ def stored_rows(cfg: RunConfig, eval_id: str) -> list[dict] | None:
 
 
 def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dict] | None = None) -> None:
-    """Add run `cfg` (its record) and, optionally, the rows of one evaluation, when the store is writable."""
+    """Add run `cfg` (its record) and, optionally, the rows of one evaluation, when the store is writable.
+    Rows already stored from other weights than `record`'s keep the sha256 of theirs in "earlier_weights"."""
     if mode() != "write":
         return
     key = cfg.key()
     with locked(store_dir() / ".locks" / f"{key}.lock"):
         found = read_json(entry_path(key)) or {"key": key, "config": dataclasses.asdict(cfg), "rows": {}}
+        before = found.get("record", {}).get("model_sha256")
+        if before not in (None, record["model_sha256"]):
+            earlier = found.setdefault("earlier_weights", {})
+            for name in found["rows"]:
+                earlier.setdefault(name, before)
         found["record"] = {k: v for k, v in record.items() if k != "config"}
         if eval_id is not None:
             found["rows"][eval_id] = rows
+            found.get("earlier_weights", {}).pop(eval_id, None)
         found["rows"] = dict(sorted(found["rows"].items()))
         write_json(found, entry_path(key))
 

@@ -47,6 +47,24 @@ def test_a_record_naming_only_the_cpu_model_name_is_judged_as_another_machine_ki
     assert "other machine kind, 1 metrics recomputed" in capsys.readouterr().out
 
 
+def test_rows_of_earlier_weights_are_judged_within_the_tolerance(private_cache, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    run_or_load(TINY, ("knn",), progress=False, eval_size=500)
+    path = store.entry_path(TINY.key())
+    entry = json.loads(path.read_text())
+    entry["rows"]["knn@curated-500"][0]["value"] += 0.01                 # one point: another training's value
+    path.write_text(json.dumps(entry))
+    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    assert audit.main(["--cheapest"]) == 1                               # same kind, same weights: must be identical
+    entry["earlier_weights"] = {"knn@curated-500": "0" * 64}             # as store.add names them after a retrain
+    path.write_text(json.dumps(entry))
+    assert audit.main(["--cheapest"]) == 0
+    entry["rows"]["knn@curated-500"][0]["value"] += audit.TOLERANCE / 100
+    path.write_text(json.dumps(entry))
+    assert audit.main(["--cheapest"]) == 1
+    assert "more than" in capsys.readouterr().out
+
+
 def test_eval_ids_parse_back_to_their_evaluation():
     assert not any("-" in name for name in DATASETS)                      # so the sizes after the name are unambiguous
     for parts in [("linear", "suite/concepts", 1000, 0), ("knn", "curated", 0, 0),

@@ -62,6 +62,23 @@ def test_cached_rows_from_other_weights_are_recomputed():
     assert values(run_or_load(TINY, ("knn",), progress=False)) == first
 
 
+def test_a_run_trained_again_to_other_weights_keeps_its_rows_and_names_their_weights(monkeypatch):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    first, second = {"model_sha256": "a" * 64, "steps": 1}, {"model_sha256": "b" * 64, "steps": 1}
+    store.add(TINY, first, "knn@curated", [{"metric": "knn_acc", "value": 0.5}])
+    store.add(TINY, first)                                          # the same weights: nothing to name
+    assert "earlier_weights" not in json.loads(store.entry_path(TINY.key()).read_text())
+    store.add(TINY, second, "linear@curated", [{"metric": "linear_acc", "value": 0.6}])
+    entry = json.loads(store.entry_path(TINY.key()).read_text())
+    assert entry["record"]["model_sha256"] == "b" * 64 and set(entry["rows"]) == {"knn@curated", "linear@curated"}
+    assert entry["earlier_weights"] == {"knn@curated": "a" * 64}
+    store.add(TINY, {"model_sha256": "c" * 64, "steps": 1})        # a third training: each row keeps its own
+    assert json.loads(store.entry_path(TINY.key()).read_text())["earlier_weights"] == {
+        "knn@curated": "a" * 64, "linear@curated": "b" * 64}
+    store.add(TINY, {"model_sha256": "c" * 64, "steps": 1}, "knn@curated", [{"metric": "knn_acc", "value": 0.4}])
+    assert json.loads(store.entry_path(TINY.key()).read_text())["earlier_weights"] == {"linear@curated": "b" * 64}
+
+
 def test_a_run_in_a_parallel_group_gives_the_bits_it_gives_alone(monkeypatch, private_cache):
     grid = [TINY.replace(seed=s) for s in range(2)]
     together = run_grid(grid, ("knn", "linear"), parallel=2, stack=1)
