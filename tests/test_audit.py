@@ -15,28 +15,27 @@ TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="
 
 def test_audit_reproduces_a_stored_run_and_catches_a_changed_metric(private_cache, monkeypatch, capsys):
     monkeypatch.setenv("SSL_CORE_STORE", "write")
-    run_or_load(TINY, ("knn",), progress=False, eval_size=500)
-    run_or_load(TINY, ("knn",), "suite/digits", progress=False, eval_size=500)
-    probe_rows(TINY, "knn", "curated", 500, 100)                                   # a probe on subsets (claim 3's)
-    run_or_load(TINY.replace(epochs=0.0), ("knn",), progress=False, eval_size=500)   # random init: nothing to retrain
-    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    run_or_load(TINY, ("knn",), "suite/digits", progress=False, eval_size=200)     # on a whole test split
+    probe_rows(TINY, "knn", "curated", 200, 100)                                   # a probe on subsets (claim 3's)
+    run_or_load(TINY.replace(epochs=0.0), ("knn",), "suite/digits", progress=False, eval_size=200)  # random init
+    monkeypatch.setenv("SSL_CORE_STORE", "read")                                   # has nothing to retrain
     assert audit.main(["--cheapest"]) == 0
     out = capsys.readouterr().out
-    assert "same machine kind, 3 metrics recomputed" in out and "every stored metric reproduced" in out
+    assert "same machine kind, 2 metrics recomputed" in out and "every stored metric reproduced" in out
     path = store.entry_path(TINY.key())
     entry = json.loads(path.read_text())
-    entry["rows"]["knn@curated-500"][0]["value"] += 0.01
-    entry["rows"]["knn@curated-500-100"][0]["value"] += 0.01
+    entry["rows"]["knn@suite_digits-200"][0]["value"] += 0.01
+    entry["rows"]["knn@curated-200-100"][0]["value"] += 0.01
     path.write_text(json.dumps(entry))
     assert audit.main(["--runs", "5", "--seed", "0"]) == 1
     out = capsys.readouterr().out
-    assert "knn@curated-500 knn_acc" in out and "knn@curated-500-100 knn_acc" in out
+    assert "knn@suite_digits-200 knn_acc" in out and "knn@curated-200-100 knn_acc" in out
     assert json.loads(path.read_text()) == entry                          # the audit never writes the store
 
 
 def test_a_record_naming_only_the_cpu_model_name_is_judged_as_another_machine_kind(private_cache, monkeypatch, capsys):
     monkeypatch.setenv("SSL_CORE_STORE", "write")
-    run_or_load(TINY, ("knn",), progress=False, eval_size=500)
+    probe_rows(TINY, "knn", "curated", 200, 100)                                   # trains the run, then probes it
     path = store.entry_path(TINY.key())
     entry = json.loads(path.read_text())
     assert entry["record"]["cpu"] == cpu_model() and torch.backends.cpu.get_cpu_capability() in cpu_model()
@@ -49,17 +48,17 @@ def test_a_record_naming_only_the_cpu_model_name_is_judged_as_another_machine_ki
 
 def test_rows_of_earlier_weights_are_judged_within_the_tolerance(private_cache, monkeypatch, capsys):
     monkeypatch.setenv("SSL_CORE_STORE", "write")
-    run_or_load(TINY, ("knn",), progress=False, eval_size=500)
+    probe_rows(TINY, "knn", "curated", 200, 100)                                   # trains the run, then probes it
     path = store.entry_path(TINY.key())
     entry = json.loads(path.read_text())
-    entry["rows"]["knn@curated-500"][0]["value"] += 0.01                 # one point: another training's value
+    entry["rows"]["knn@curated-200-100"][0]["value"] += 0.01             # one point: another training's value
     path.write_text(json.dumps(entry))
     monkeypatch.setenv("SSL_CORE_STORE", "read")
     assert audit.main(["--cheapest"]) == 1                               # same kind, same weights: must be identical
-    entry["earlier_weights"] = {"knn@curated-500": "0" * 64}             # as store.add names them after a retrain
+    entry["earlier_weights"] = {"knn@curated-200-100": "0" * 64}             # as store.add names them after a retrain
     path.write_text(json.dumps(entry))
     assert audit.main(["--cheapest"]) == 0
-    entry["rows"]["knn@curated-500"][0]["value"] += audit.TOLERANCE / 100
+    entry["rows"]["knn@curated-200-100"][0]["value"] += audit.TOLERANCE / 100
     path.write_text(json.dumps(entry))
     assert audit.main(["--cheapest"]) == 1
     assert "more than" in capsys.readouterr().out

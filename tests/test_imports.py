@@ -5,6 +5,7 @@ A package's `__init__` importing its own members (last, to fill its registry: me
 is how it is made, not a use of them, and is left out.
 """
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,10 +77,46 @@ def test_no_module_over_400_lines():
     assert not long, long
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
-def test_each_module_imports_alone(name):
-    proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+# One interpreter imports every module in turn, forgetting all of ssl_core before each: a module that works only
+# after a sibling was imported fails as it would alone. Third-party packages stay loaded (torch alone takes
+# seconds to import): what is checked is ssl_core's own import order, at one interpreter start, not 45.
+ALONE = """
+import importlib, json, sys, traceback
+errors = {}
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "ssl_core" or m.startswith("ssl_core.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        errors[name] = traceback.format_exc()[-2000:]
+print(json.dumps(errors))
+"""
+
+
+@pytest.fixture(scope="module")
+def import_errors() -> dict[str, str]:
+    proc = subprocess.run([sys.executable, "-c", ALONE, *sorted(MODULES)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_each_module_imports_alone(name, import_errors):
+    assert name not in import_errors, import_errors.get(name)
+
+
+def test_a_module_that_needs_a_sibling_imported_first_fails_alone(tmp_path):
+    """The check's own check: forgetting ssl_core between modules is what makes an import order bug show."""
+    package = tmp_path / "ssl_core"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("VALUE = 1\n")
+    (package / "b.py").write_text("import ssl_core\nVALUE = ssl_core.a.VALUE\n")    # works only after a
+    proc = subprocess.run([sys.executable, "-c", ALONE, "ssl_core.a", "ssl_core.b"], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    errors = json.loads(proc.stdout.splitlines()[-1])
+    assert list(errors) == ["ssl_core.b"] and "AttributeError" in errors["ssl_core.b"]
 
 
 def test_docs_layout_names_every_module():
