@@ -63,15 +63,18 @@ def regime_line(row: dict) -> str:
 
 def regime_figure(results: pd.DataFrame, methods: list[str], xlabel: str = "pretraining epochs"):
     """The learning-curve panel: linear-probe and kNN accuracy against budget per method (mean and sd over
-    seeds; a method named "m (data)" is drawn in m's colour with the line style of its data), random init dashed."""
+    seeds; a method named "m (data)" is drawn in m's colour with the line style of its data), random init dashed.
+    A readout no trained run has (claim 3 probes no kNN) gets no panel."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-
     acc = results[results.metric.isin(["linear_acc", "knn_acc"])].assign(value=lambda d: 100 * d.value)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.0))
-    for ax, metric, title in zip(axes, ["linear_acc", "knn_acc"], ["linear probe", "kNN"]):
-        data = acc[(acc.metric == metric) & acc.method.isin(methods) & (acc.epochs > 0)]
+    trained = acc[acc.method.isin(methods) & (acc.epochs > 0)]
+    panels = [(m, t) for m, t in (("linear_acc", "linear probe"), ("knn_acc", "kNN")) if (trained.metric == m).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.0), squeeze=False)
+    axes = axes[0]
+    for ax, (metric, title) in zip(axes, panels):
+        data = trained[trained.metric == metric]
         data = data.assign(family=data.method.str.split(" (", regex=False).str[0],            # "simclr (uncurated)"
                            data=data.method.str.extract(r"\((.*)\)", expand=False).fillna(""))
         sns.lineplot(data=data, x="epochs", y="value", hue="family", style="data" if data.data.any() else None,

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 
 from ssl_core.config import RunConfig
-from ssl_core.regime import PLATEAU_GAIN, climbing, regime_grid, regime_rows, unlearned
+from ssl_core.regime import PLATEAU_GAIN, climbing, regime_figure, regime_grid, regime_rows, unlearned
 
 
 def rows(method, epochs, seed, linear, knn=None):
@@ -36,6 +36,14 @@ def test_no_knn_and_no_half_budget_are_nan_and_count_as_climbing():
     frame = pd.DataFrame(rows("supervised", 0.0, 0, 0.1) + rows("mae", 4.0, 0, 0.3))
     [row] = regime_rows(frame, ["mae"], 4.0)
     assert math.isnan(row["knn"]) and math.isnan(row["gain_last_doubling"]) and climbing([row]) == [row]
+
+
+def test_the_figure_draws_a_panel_per_readout_the_runs_have(recwarn):
+    both = pd.DataFrame(rows("supervised", 0.0, 0, 0.1, 0.1) + rows("mae", 2.0, 0, 0.2, 0.1) + rows("mae", 4.0, 0, 0.3, 0.2))
+    linear = both[both.metric == "linear_acc"]                              # claim 3 probes no kNN
+    assert [ax.get_title() for ax in regime_figure(both, ["mae"]).axes] == ["linear probe", "kNN"]
+    assert [ax.get_title() for ax in regime_figure(linear, ["mae"]).axes] == ["linear probe"]
+    assert not [w for w in recwarn if "palette" in str(w.message)]         # no empty panel's seaborn warning
 
 
 def test_regime_grid_trains_each_method_at_the_budget_and_half_of_it():
