@@ -39,7 +39,8 @@ def test_no_knn_and_no_half_budget_are_nan_and_count_as_climbing():
 
 
 def test_the_figure_draws_a_panel_per_readout_the_runs_have(recwarn):
-    both = pd.DataFrame(rows("supervised", 0.0, 0, 0.1, 0.1) + rows("mae", 2.0, 0, 0.2, 0.1) + rows("mae", 4.0, 0, 0.3, 0.2))
+    both = pd.DataFrame(rows("supervised", 0.0, 0, 0.1, 0.1) + rows("mae", 2.0, 0, 0.2, 0.1)
+                        + rows("mae", 4.0, 0, 0.3, 0.2))
     linear = both[both.metric == "linear_acc"]                              # claim 3 probes no kNN
     assert [ax.get_title() for ax in regime_figure(both, ["mae"]).axes] == ["linear probe", "kNN"]
     assert [ax.get_title() for ax in regime_figure(linear, ["mae"]).axes] == ["linear probe"]
