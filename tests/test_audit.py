@@ -55,7 +55,7 @@ def test_rows_of_earlier_weights_are_judged_within_the_tolerance(private_cache, 
     path.write_text(json.dumps(entry))
     monkeypatch.setenv("SSL_CORE_STORE", "read")
     assert audit.main(["--cheapest"]) == 1                               # same kind, same weights: must be identical
-    entry["earlier_weights"] = {"knn@curated-200-100": "0" * 64}             # as store.add names them after a retrain
+    entry["earlier_weights"] = {"knn@curated-200-100": "0" * 64}         # as store.add names them after a retrain
     path.write_text(json.dumps(entry))
     assert audit.main(["--cheapest"]) == 0
     entry["rows"]["knn@curated-200-100"][0]["value"] += audit.TOLERANCE / 100
