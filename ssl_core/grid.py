@@ -14,7 +14,7 @@ from ssl_core.data import load_dataset
 from ssl_core.estimate import (Evaluation, measure_eval_seconds, measure_setup_seconds, measure_step_seconds,
                                measure_worker_start_seconds, observed_step_seconds, step_shape)
 from ssl_core.methods.dnc import stage_costs
-from ssl_core.preflight import check_evals, check_resources, valid_list
+from ssl_core.preflight import check_evals, check_resources, valid_list, warn_if_busy
 from ssl_core.runs import eval_id, finished, has_rows, read_record
 from ssl_core.train import resolve_device
 
@@ -75,6 +75,9 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     evaluating = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is not None and
                   any(cfg in evaluation.configs and not _evaluated(cfg, evaluation) for evaluation in evaluations)]
     workers, threads = schedule(todo + evaluating, parallel)
+    device = resolve_device(configs[0].device) if configs else "-"
+    if (todo or evaluating) and device.type == "cpu":
+        warn_if_busy()
     jobs = stack_groups(todo, workers, stack) + [[cfg] for cfg in evaluating]
     stacked = {cfg: len(job) for job in jobs for cfg in job if len(job) > 1}   # run -> runs in its stack
     workers = max(1, min(workers, len(jobs)))
@@ -114,7 +117,6 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
                      "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
                      "eval_seconds": to_evaluate})
     df = pd.DataFrame(rows)
-    device = resolve_device(configs[0].device) if configs else "-"
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
     training, evaluating = df.est_seconds.sum() / workers, df.eval_seconds.sum() / workers
     starting = measure_worker_start_seconds() if workers > 1 and not pool_running(workers, threads) else 0.0

@@ -155,6 +155,22 @@ def test_plan_says_its_estimate_leaves_out_compilation(monkeypatch, capsys):
     assert "eager steps; torch.compile adds ~45 s per new setting" in capsys.readouterr().out
 
 
+def test_plan_warns_when_other_work_keeps_half_the_cores_busy(monkeypatch):
+    import ssl_core.grid as grid
+    import ssl_core.preflight as preflight
+    monkeypatch.setattr(grid, "measure_step_seconds", lambda cfg, threads=None, stack=1: 1.0)
+    monkeypatch.setattr(grid, "measure_setup_seconds", lambda cfg, threads=None: 0.0)
+    monkeypatch.setattr(grid, "observed_step_seconds", dict)
+    monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 0.0)
+    for percent, warned in ((100.0, True), (60.0, True), (40.0, False), (0.0, False)):
+        monkeypatch.setattr(preflight.psutil, "cpu_percent", lambda interval, p=percent: p)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            grid.plan([TINY])
+        busy = [str(w.message) for w in caught if "cores busy" in str(w.message)]
+        assert bool(busy) == warned, (percent, busy)
+
+
 def test_plan_divides_by_the_runs_trained_at_once_and_times_their_threads(monkeypatch, capsys):
     import ssl_core.grid as grid
     timed = []
