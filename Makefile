@@ -47,8 +47,10 @@ audit: .venv/.installed
 
 test: unit smoke
 
+# One pytest-xdist worker per core, each on its share of the threads (tests/conftest.py): the tests are mostly
+# small models and process starts, which one thread per core runs faster than all threads on one test.
 unit: .venv/.installed
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n auto --dist worksteal
 
 # Smoke: papermill runs each notebook cold in a private cache, then nbval re-runs the executed
 # copy (warm) and compares the cells marked NBVAL_CHECK_OUTPUT with what papermill printed.

@@ -1,10 +1,29 @@
-"""Shared fixtures: every test gets a private run cache and results store; generated data is shared per session."""
+"""Shared fixtures: every test gets a private run cache and results store; generated data is shared per session.
+
+Under pytest-xdist (`make unit` runs `-n auto`) each worker gets an equal share of the cores as its torch threads,
+and so do the processes it starts (through OMP_NUM_THREADS): two workers of two threads each on two cores would
+spend their time in OpenMP's spin-waits, many times slower than one thread each."""
+import os
+
 import pytest
+import torch
+
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
+    """Generated datasets, shared by every xdist worker (the folder above each worker's basetemp): the data
+    cache's writes are atomic, so two workers generating one dataset at once both read a whole file."""
+    root = tmp_path_factory.getbasetemp()
+    if WORKERS > 1:
+        root = root.parent
+    (root / "data").mkdir(exist_ok=True)
+    return root / "data"
 
 
 @pytest.fixture
