@@ -31,6 +31,7 @@ from ssl_core.checks import at_least
 from ssl_core.data import cache_dir
 from ssl_core.io import write_json
 from ssl_core.lifetime import watch_parent
+from ssl_core.preflight import usable_cores
 from ssl_core.progress import progress
 from ssl_core.runs import eval_id, finished, has_rows, pretrain_group, run_dir, run_or_load
 from ssl_core.train import Diverged, resolve_device, unstackable
@@ -195,7 +196,7 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
     device = resolve_device(configs[0].device)
     if device.type == "cuda":
         return min(len(configs), GPU_RUNS_PER_DEVICE), 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if device.type != "cpu" or cores < 2 or any(_wide(cfg) for cfg in configs):
         return 1, torch.get_num_threads()
     return min(cores, len(configs)), 1

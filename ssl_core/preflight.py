@@ -120,12 +120,17 @@ def device_memory(device: str) -> tuple[int, str]:
     return psutil.virtual_memory().total, "this machine"
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def warn_if_busy(sample_seconds: float = 0.2) -> None:
     """Warn when other work already keeps half of this machine's cores busy: the plan's estimates assume idle
     cores, and a run sharing its cores is slower than their share, several threads per run many times slower
     (their OpenMP barriers spin: a 2-thread feature extraction beside two busy processes on 2 cores took 17x its
     time alone)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     busy = psutil.cpu_percent(interval=sample_seconds) / 100 * (os.cpu_count() or cores)
     if busy >= cores / 2:
         warnings.warn(f"other work keeps {busy:.1f} of this machine's {cores} cores busy: runs will take longer "

@@ -8,9 +8,11 @@ import os
 import pytest
 import torch
 
+from ssl_core.preflight import usable_cores
+
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
-    THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+    THREADS = max(1, usable_cores() // WORKERS)
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     torch.set_num_threads(THREADS)
 
