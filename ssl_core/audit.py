@@ -97,6 +97,15 @@ def audit_entry(entry: dict, threads: int | None = None) -> list[str]:
     return problems
 
 
+def cheapest(entries: list[dict]) -> dict:
+    """The stored run with the shortest training (every stage of it) among those with rows to recompute."""
+    # rows from before they named their threads were computed with 1 thread in a grid worker; a run that
+    # trained with more (alone) may have been evaluated with either, so only 1-thread runs are certain
+    checkable = [e for e in entries if any(parse_eval_id(k) and ("threads" in rows[0] or e["record"].get(
+        "threads") == 1) for k, rows in e["rows"].items())] or entries
+    return min(checkable, key=lambda e: store.training_seconds(e["record"]))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1, help="stored runs to recompute, chosen at random")
@@ -110,12 +119,8 @@ def main(argv=None) -> int:
     if not entries:
         print(f"audit: the store {store.store_dir()} holds no trained run")
         return 1
-    if args.cheapest:                                                   # of the runs with rows to recompute
-        # rows from before they named their threads were computed with 1 thread in a grid worker; a run that
-        # trained with more (alone) may have been evaluated with either, so only 1-thread runs are certain
-        checkable = [e for e in entries if any(parse_eval_id(k) and ("threads" in rows[0] or e["record"].get(
-            "threads") == 1) for k, rows in e["rows"].items())] or entries
-        chosen = [min(checkable, key=lambda e: e["record"]["train_seconds"])]
+    if args.cheapest:
+        chosen = [cheapest(entries)]
     else:
         chosen = random.Random(args.seed).sample(entries, min(args.runs, len(entries)))
     data = cache_dir() / "data"

@@ -83,13 +83,21 @@ def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dic
         write_json(found, entry_path(key))
 
 
+def training_seconds(record: dict) -> float:
+    """Seconds of training behind a run's record: its loop's (`train_seconds`), plus, for DnC, the base model's and
+    the experts' (recorded under `stages`; `train_seconds` times the distillation only)."""
+    stages = record.get("stages") or {}
+    return record["train_seconds"] + stages.get("base", {}).get("seconds", 0.0) + \
+        sum(expert["seconds"] for expert in stages.get("experts", []))
+
+
 def summary() -> str:
     """What the store holds: runs, size on disk, and the training compute behind them."""
     entries = [read_json(p) for p in sorted(store_dir().glob("*.json"))]
     entries = [e for e in entries if e is not None]
     size = sum(p.stat().st_size for p in store_dir().glob("*.json"))
-    cpu_hours = sum(e["record"]["train_seconds"] * (e["record"].get("threads") or 1) for e in entries) / 3600
-    wall_hours = sum(e["record"]["train_seconds"] for e in entries) / 3600
+    cpu_hours = sum(training_seconds(e["record"]) * (e["record"].get("threads") or 1) for e in entries) / 3600
+    wall_hours = sum(training_seconds(e["record"]) for e in entries) / 3600
     methods: dict[str, int] = {}
     for e in entries:
         methods[e["config"]["method"]] = methods.get(e["config"]["method"], 0) + 1

@@ -71,3 +71,20 @@ def test_eval_ids_parse_back_to_their_evaluation():
         assert audit.parse_eval_id(eval_id(*parts)) == parts
     assert audit.parse_eval_id("corruption-1a2b3c4d@curated") is None     # derived rows: they follow from the weights
     assert audit.parse_eval_id("knn@curated-x") is None
+
+
+def test_the_cheapest_run_and_the_store_summary_count_every_stage_of_training():
+    """DnC's train_seconds times its distillation only: its base model and experts are timed under `stages`."""
+    rows = {"knn@curated": [{"metric": "knn_acc", "value": 0.5, "threads": 1}]}
+    dnc = {"key": "d" * 16, "config": {"method": "dnc"}, "rows": rows,
+           "record": {"train_seconds": 30.0, "steps": 10, "threads": 1,
+                      "stages": {"base": {"seconds": 40.0}, "experts": [{"seconds": 50.0}, {"seconds": 60.0}]}}}
+    simclr = {"key": "s" * 16, "config": {"method": "simclr"}, "rows": rows,
+              "record": {"train_seconds": 100.0, "steps": 10, "threads": 2}}
+    assert audit.cheapest([dnc, simclr]) is simclr
+    assert audit.cheapest([dnc, dict(simclr, record=dict(simclr["record"], train_seconds=200.0))]) is dnc
+    for entry in (dnc, simclr):
+        store.entry_path(entry["key"]).parent.mkdir(parents=True, exist_ok=True)
+        store.entry_path(entry["key"]).write_text(json.dumps(entry))
+    # 180 s + 100 s of training, 180 s x 1 thread + 100 s x 2 threads
+    assert "training took 0.08 run-hours, 0.11 CPU-thread-hours" in store.summary()
