@@ -70,9 +70,10 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
     at_least("stack", typed("stack", stack, int), 0)
     evaluations = [Evaluation(tuple(configs))] if evaluations is None else evaluations
     check_resources(configs, finished)
-    todo = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is None]
+    cached = {cfg: finished(cfg) is not None for cfg in configs}        # stored or cached, read once per run
+    todo = [cfg for cfg, done in cached.items() if not done]
     # runs with rows still to compute keep a worker busy too (budget.probe_grid: one job each)
-    evaluating = [cfg for cfg in dict.fromkeys(configs) if finished(cfg) is not None and
+    evaluating = [cfg for cfg, done in cached.items() if done and
                   any(cfg in evaluation.configs and not _evaluated(cfg, evaluation) for evaluation in evaluations)]
     workers, threads = schedule(todo + evaluating, parallel)
     device = resolve_device(configs[0].device) if configs else "-"
@@ -93,12 +94,11 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
             sizes[source] = len(load_dataset(cfg.dataset, "train", image_size=cfg.image_size, size=cfg.dataset_size))
         n = sizes[source]
         steps = round(cfg.epochs * steps_per_epoch(cfg, n))
-        cached = finished(cfg) is not None
         repeat = cfg.key() in seen                                  # listed twice: trained once
         seen.add(cfg.key())
         to_evaluate = 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)
         # the store keeps no weights: a stored run with rows still to compute is trained again first (cached_rows)
-        retrain = cached and to_evaluate > 0 and read_record(cfg) is None
+        retrain = cached[cfg] and to_evaluate > 0 and read_record(cfg) is None
         retrained += retrain
         seconds = 0.0
         # DnC trains its base and experts with another method's step before its own (distillation)
@@ -106,15 +106,15 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
             part_steps = round(epochs * steps_per_epoch(part, n))
             members = stacked.get(cfg, 1)
             shape = step_shape(part, threads, "stacked" if members > 1 else "alone")
-            if (not cached or retrain) and part_steps and (shape, members) not in step_seconds:
+            if (not cached[cfg] or retrain) and part_steps and (shape, members) not in step_seconds:
                 step_seconds[shape, members] = observed.get(shape) or measure_step_seconds(part, threads=threads,
                                                                                            stack=members)
-            if (not cached or retrain) and not repeat and part_steps:
+            if (not cached[cfg] or retrain) and not repeat and part_steps:
                 if shape not in setup_seconds:
                     setup_seconds[shape] = measure_setup_seconds(part, threads=threads)
                 seconds += setup_seconds[shape] + part_steps * step_seconds[shape, members]
         rows.append({"method": cfg.method, "dataset": cfg.dataset, "batch_size": cfg.batch_size, "epochs": cfg.epochs,
-                     "seed": cfg.seed, "steps": steps, "cached": cached, "est_seconds": seconds,
+                     "seed": cfg.seed, "steps": steps, "cached": cached[cfg], "est_seconds": seconds,
                      "eval_seconds": to_evaluate})
     df = pd.DataFrame(rows)
     compiling = any(cfg.compile for cfg in configs)    # the estimate times eager steps
