@@ -56,16 +56,18 @@ def test_the_conda_environment_installs_what_make_installs():
     assert f"-e .[{extras}]" in pip and "-c constraints.txt" in pip
 
 
-@pytest.mark.parametrize("command", [c for c in commands() if c.startswith("papermill ")])
-def test_papermill_commands_run_as_written(command, tmp_path, private_cache):
+def test_papermill_commands_run_as_written(tmp_path, private_cache):
+    """In the README's order, from one folder with one cache, as a user types them: a later command reuses the
+    runs an earlier one trained (the temperature panel and the regime check at the small batch)."""
     (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
     (tmp_path / "nb").symlink_to(ROOT / "notebooks")
-    argv = shlex.split(command)
-    argv = [str(BIN / "papermill"), *argv[1:], *(SMOKE if "budget" in argv else [])]
     env = dict(os.environ, SSL_CORE_CACHE=str(private_cache), PYTHONPATH=str(ROOT), TQDM_DISABLE="1")
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = (tmp_path / "out.ipynb").read_text()
-    assert "verdict claim 4" in out and "Traceback" not in out
-    assert list((tmp_path / "figures").rglob("04a_accuracy_vs_batch_size.png"))   # written beside, not into the project
-
+    for command in [c for c in commands() if c.startswith("papermill ")]:
+        argv = shlex.split(command)
+        argv = [str(BIN / "papermill"), *argv[1:], *(SMOKE if "budget" in argv else [])]
+        (tmp_path / "out.ipynb").unlink(missing_ok=True)
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
+        out = (tmp_path / "out.ipynb").read_text()
+        assert "verdict claim 4" in out and "Traceback" not in out, command
+    assert len(list((tmp_path / "figures").rglob("04a_accuracy_vs_batch_size.png"))) == 2   # beside, not into the project
