@@ -187,7 +187,8 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
     arithmetic: one single-threaded job per core gets more done than all cores on one run (with stacking,
     1.34x at batch 64 and 1.68x at batch 16 for 1-epoch runs on 2 idle cores, bench/grid.py; vit_mini, 1.10x for
     two 1-epoch SimCLR runs trained and probed as claim 3's, the workers' start included, bench/grid.py --probes;
-    1.25x for two of claim 3's 2-epoch runs). Wider encoders (a ResNet of width
+    1.25x for two of claim 3's 2-epoch runs; vit_mini_p8, 1.15x for four 1-epoch SimCLR runs on 5,000 curated
+    images at batch 32). Wider encoders (a ResNet of width
     > 16, a larger ViT) keep all threads on one run. On a GPU several small runs share the device; one at a time
     elsewhere.
     """
@@ -204,7 +205,7 @@ def auto_parallel(configs: list[RunConfig]) -> tuple[int, int]:
 
 def _wide(cfg: RunConfig) -> bool:
     """Whether a run's encoder is wide enough to keep a CPU's threads busy alone."""
-    return cfg.encoder != "vit_mini" if cfg.encoder.startswith("vit") else cfg.width > 16
+    return cfg.encoder.removesuffix("_p8") != "vit_mini" if cfg.encoder.startswith("vit") else cfg.width > 16
 
 
 GPU_RUNS_PER_DEVICE = 8   # small runs sharing one GPU (not yet measured: no GPU has been lent)

@@ -285,6 +285,8 @@ def test_small_encoders_share_the_cores_and_wider_ones_keep_them(monkeypatch):
 
     assert backends.auto_parallel(pair()) == (2, 1)
     assert backends.auto_parallel(pair(encoder="vit_mini")) == (2, 1)        # 1.25x for claim 3's runs and probes
+    assert backends.auto_parallel(pair(encoder="vit_mini_p8")) == (2, 1)     # the same ViT on 4x fewer tokens
     assert backends.auto_parallel(pair(encoder="vit_tiny"))[0] == 1
+    assert backends.auto_parallel(pair(encoder="vit_tiny_p8"))[0] == 1
     assert backends.auto_parallel(pair(width=32))[0] == 1
     assert backends.auto_parallel(pair()[:1])[0] == 1
