@@ -31,7 +31,8 @@ figures: .venv/.installed
 # The evidence behind the committed figures: every notebook's default preset, each finished run and row added
 # to results/ as it lands (resumable: what the store or the cache holds is not recomputed). PARTS picks
 # notebooks, so machines can share the work and merge results/ by copying files; DEVICE=cuda and
-# BACKEND=ray pass through; RESULTS=<folder> computes a store from nothing in another folder.
+# BACKEND=ray pass through; RESULTS=<folder> computes a store from nothing in another folder. Until its notebooks
+# have finished, results/weights/ keeps the weights of the runs trained (a notebook evaluates after its whole grid).
 PARTS ?= $(NOTEBOOKS)
 evidence: .venv/.installed
 	mkdir -p figures/executed
@@ -39,6 +40,7 @@ evidence: .venv/.installed
 	  SSL_CORE_STORE=write $(if $(RESULTS),SSL_CORE_RESULTS=$(abspath $(RESULTS))) .venv/bin/papermill --cwd notebooks \
 	    $(if $(DEVICE),-p device $(DEVICE)) $(if $(BACKEND),-p backend $(BACKEND)) "$$nb" "figures/executed/$$(basename $$nb)" || exit 1; \
 	done
+	$(if $(RESULTS),SSL_CORE_RESULTS=$(abspath $(RESULTS))) $(PY) -m ssl_core.store --drop-weights
 
 # Recompute N stored runs (chosen at random) from nothing and compare every stored metric.
 N ?= 1

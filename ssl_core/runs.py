@@ -1,7 +1,7 @@
 """run_or_load(cfg): pretraining runs and their evaluations, from the results store, the cache, or computed.
 
-A run is looked up first in the committed results store (ssl_core.store: records and rows, no weights),
-then in the content-addressed cache:
+A run is looked up first in the committed results store (ssl_core.store: records and rows; weights only
+while `make evidence` runs), then in the content-addressed cache:
 
     <cache>/runs/<cfg.key()>/config.json        the full config, written before training
                              checkpoint.pt      the resumable training state (removed when done)
@@ -36,7 +36,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.data.render import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
-from ssl_core.io import locked, read_json, save_atomic, write_json
+from ssl_core.io import locked, read_json, replace_atomically, save_atomic, write_json
 from ssl_core.methods import METHODS
 from ssl_core.preflight import check_evals, check_resources, valid
 from ssl_core.train import Diverged, TrainResult, resolve_device, train_group
@@ -98,7 +98,7 @@ def file_sha256(path: Path) -> str:
 def read_record(cfg: RunConfig) -> dict | None:
     """run.json of a finished run, if it and the encoder weights it points to are intact."""
     d = run_dir(cfg)
-    record = read_json(d / "run.json")
+    record = read_json(d / "run.json") or _restore(cfg)
     if record is None:
         return None
     weights = d / "model.pt"
@@ -115,6 +115,19 @@ def read_record(cfg: RunConfig) -> dict | None:
         # The key is the config, not the code: say so (once per process and old digest), and reuse.
         warnings.warn(f"reusing cached runs trained by other ssl_core source (digest {record['source_digest']}, "
                       f"now {source_digest()}); delete them, or point SSL_CORE_CACHE elsewhere, to retrain")
+    return record
+
+
+def _restore(cfg: RunConfig) -> dict | None:
+    """model.pt and run.json of a stored run into the cache from the weights the store keeps for it
+    (store.keep_weights), if their digest is the stored record's; else None."""
+    record, weights = store.stored_record(cfg), store.kept_weights(cfg)
+    if record is None or weights is None or file_sha256(weights) != record["model_sha256"]:
+        return None
+    data = weights.read_bytes()
+    replace_atomically(run_dir(cfg) / "model.pt", lambda f: f.write(data))
+    record = dict(record, config=dataclasses.asdict(cfg))
+    write_json(record, run_dir(cfg) / "run.json")
     return record
 
 
@@ -162,6 +175,7 @@ def _record(cfg: RunConfig, result: TrainResult) -> dict:
     """Save a finished run's weights and its run.json record (provenance), and drop its checkpoint."""
     d = run_dir(cfg)
     save_atomic(result.model.state_dict(), d / "model.pt")
+    store.keep_weights(cfg, d / "model.pt")
     record = {
         "config": dataclasses.asdict(cfg), "key": cfg.key(), "steps": result.steps,
         "losses": result.losses, "train_seconds": result.seconds, "device": result.device,

@@ -3,10 +3,11 @@
     results/<cfg.key()>.json   {"key", "config", "record": provenance and training record (run.json),
                                 "rows": {"<evaluation>@<dataset>": tidy rows},
                                 "earlier_weights": {"<evaluation>@<dataset>": model_sha256}   (when any)}
+    results/weights/<cfg.key()>.pt   while `make evidence` runs: the weights of a run it trained (keep_weights)
 
 The store is read before the cache: a stored run is never retrained and its stored rows are never
-recomputed, so `make figures` needs no weights. It holds no weights; a panel that needs a model
-stores the rows it computes from it. A run trained again for an evaluation it lacks (on another machine kind: to
+recomputed, so `make figures` needs no weights. It holds none once `make evidence` has finished; a panel
+that needs a model stores the rows it computes from it. A run trained again for an evaluation it lacks (on another machine kind: to
 other weights) gets the new record; the rows computed from its earlier weights stay, named in "earlier_weights". Files are independent: stores built in parts on several
 machines merge by copying the files together.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from ssl_core.config import RunConfig
 from ssl_core.checks import choose
 from ssl_core.data.render import VERSION as WORLD_VERSION
-from ssl_core.io import locked, read_json, write_json
+from ssl_core.io import locked, read_json, replace_atomically, write_json
 
 MODES = ("read", "write", "off")
 
@@ -83,6 +84,34 @@ def add(cfg: RunConfig, record: dict, eval_id: str | None = None, rows: list[dic
         write_json(found, entry_path(key))
 
 
+def weights_path(key: str) -> Path:
+    return store_dir() / "weights" / f"{key}.pt"
+
+
+def keep_weights(cfg: RunConfig, weights: Path) -> None:
+    """In write mode, a copy of a finished run's weights (`weights`, its model.pt) beside its entry, kept until
+    `make evidence` has run every notebook (drop_weights): a notebook evaluates its runs after its whole grid
+    has trained, so a session cut off in between leaves a fresh machine the evaluations to redo, not the
+    training (ssl_core.runs restores the weights when their digest matches the stored record)."""
+    if mode() == "write":
+        data = weights.read_bytes()
+        replace_atomically(weights_path(cfg.key()), lambda f: f.write(data))
+
+
+def kept_weights(cfg: RunConfig) -> Path | None:
+    """The store's copy of run `cfg`'s weights (keep_weights), if it holds one and is not off."""
+    path = weights_path(cfg.key())
+    return path if mode() != "off" and path.exists() else None
+
+
+def drop_weights() -> int:
+    """Remove every kept copy of weights (once the notebooks have evaluated their runs); returns how many."""
+    paths = list((store_dir() / "weights").glob("*.pt"))
+    for path in paths:
+        path.unlink()
+    return len(paths)
+
+
 def training_seconds(record: dict) -> float:
     """Seconds of training behind a run's record: its loop's (`train_seconds`), plus, for DnC, the base model's and
     the experts' (recorded under `stages`; `train_seconds` times the distillation only)."""
@@ -106,4 +135,10 @@ def summary() -> str:
 
 
 if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="What the results store holds.")
+    parser.add_argument("--drop-weights", action="store_true",
+                        help="remove the weights kept for runs whose notebooks had not finished (make evidence)")
+    if parser.parse_args().drop_weights:
+        print(f"dropped the kept weights of {drop_weights()} run(s)")
     print(summary())

@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch
 from ssl_core import store
 from ssl_core.config import RunConfig
 from ssl_core.grid import run_grid
-from ssl_core.runs import eval_path, run_dir, run_or_load
+from ssl_core.runs import eval_path, pretrain, read_record, run_dir, run_or_load
 
 TINY = RunConfig(method="simclr", dataset="curated", dataset_size=256, encoder="resnet10", width=8,
                  epochs=1.0, batch_size=64, device="cpu")
@@ -39,6 +41,27 @@ def test_a_stored_run_is_read_without_weights_or_training(monkeypatch, private_c
     again = run_or_load(TINY, ("knn", "linear"), progress=False)
     assert values(again) == values(first) and again.steps.tolist() == first.steps.tolist()
     assert not (private_cache / "runs").exists()
+
+
+def test_a_run_cut_off_before_its_evaluations_resumes_from_the_weights_the_store_keeps(monkeypatch, private_cache,
+                                                                                        private_store):
+    monkeypatch.setenv("SSL_CORE_STORE", "write")
+    pretrain(TINY, progress=False)                             # trained; the session ends before any evaluation
+    weights = (run_dir(TINY) / "model.pt").read_bytes()
+    assert store.weights_path(TINY.key()).read_bytes() == weights
+    shutil.rmtree(private_cache / "runs")                      # a fresh machine: only what was committed
+    monkeypatch.setenv("SSL_CORE_STORE", "read")
+    import ssl_core.runs as runs
+    monkeypatch.setattr(runs, "train_group", lambda *a, **k: pytest.fail("a run with kept weights was retrained"))
+    assert set(run_or_load(TINY, ("knn",), progress=False).metric) == {"knn_acc"}
+    assert (run_dir(TINY) / "model.pt").read_bytes() == weights
+    shutil.rmtree(private_cache / "runs")
+    store.weights_path(TINY.key()).write_bytes(weights[:-1] + b"x")   # damaged: not restored, so trained again
+    assert read_record(TINY) is None and not (run_dir(TINY) / "model.pt").exists()
+    cli = subprocess.run([sys.executable, "-m", "ssl_core.store", "--drop-weights"], capture_output=True, text=True,
+                         env=dict(os.environ, SSL_CORE_RESULTS=str(private_store)))
+    assert cli.returncode == 0 and "dropped the kept weights of 1 run(s)" in cli.stdout, cli.stderr
+    assert not list((private_store / "weights").iterdir()) and store.entry_path(TINY.key()).exists()
 
 
 def test_store_off_and_read_never_write(monkeypatch):
