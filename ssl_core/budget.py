@@ -126,7 +126,7 @@ def probe_grid(probes: dict[RunConfig, list[tuple[str, str]]], train_size: int, 
                parallel: int = 0) -> dict[str, dict[str, list[dict]]]:
     """probe_rows of every run's probes, (evaluation, dataset) pairs on subsets of `train_size` / `test_size`
     images, as {run key: {evaluation: rows}}. A run whose rows are all there is read here; every other run is one
-    job (trained again first when stored: the store keeps no weights), its probes back to back on one loaded
+    job (trained again first when stored without weights: runs.read_record), its probes back to back on one loaded
     encoder, `parallel` runs at a time in worker processes (0: backends.auto_parallel, 1: one after another here).
     """
     at_least("parallel", typed("parallel", parallel, int), 0)

@@ -97,7 +97,7 @@ def plan(configs: list[RunConfig], parallel: int = 0, evaluations: list[Evaluati
         repeat = cfg.key() in seen                                  # listed twice: trained once
         seen.add(cfg.key())
         to_evaluate = 0.0 if repeat else _eval_seconds(cfg, evaluations, threads, eval_seconds)
-        # the store keeps no weights: a stored run with rows still to compute is trained again first (cached_rows)
+        # a stored run with rows still to compute and no weights (cached, or kept by make evidence) trains again
         retrain = cached[cfg] and to_evaluate > 0 and read_record(cfg) is None
         retrained += retrain
         seconds = 0.0
