@@ -213,6 +213,7 @@ def test_plan_counts_the_probes_a_stored_run_lacks(monkeypatch, private_cache):
 def test_plan_trains_again_a_stored_run_its_evaluations_need(monkeypatch, private_cache, capsys):
     import shutil
     import ssl_core.grid as grid
+    from ssl_core import store
     from ssl_core.runs import run_dir, run_or_load
     monkeypatch.setenv("SSL_CORE_STORE", "write")
     cfg = TINY.replace(epochs=0.25)
@@ -223,7 +224,10 @@ def test_plan_trains_again_a_stored_run_its_evaluations_need(monkeypatch, privat
     monkeypatch.setattr(grid, "measure_eval_seconds", lambda cfg, evaluation, threads=None: 1.0)
     probe = Evaluation([cfg], ("knn",), train=64, test=32)
     assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [0.0]     # its weights are cached
-    shutil.rmtree(run_dir(cfg))                               # a fresh clone: the store keeps no weights
+    shutil.rmtree(run_dir(cfg))                               # a fresh clone while make evidence runs:
+    assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [0.0]     # the store's weights restored
+    shutil.rmtree(run_dir(cfg))
+    store.drop_weights()                                      # ... and once it has finished: no weights anywhere
     capsys.readouterr()
     assert grid.plan([cfg], evaluations=[probe]).est_seconds.tolist() == [2.0]     # 0.25 epoch of 8 steps, again
     assert "0 to train and 1 stored to train again for their weights" in capsys.readouterr().out
