@@ -1,7 +1,7 @@
 """Every notebook's presets, and `resolve()`: preset values overridden by the knobs a user set, each as the type
 its notebook's parameters cell declares and within its bounds (`resolve_notebook()`: the knobs a kernel holds).
 
-smoke   under a minute per notebook on an idle 2-core CPU (29-57 s cold, in make smoke); every code path (CI, nbval)
+smoke   a minute or so per notebook on an idle 2-core CPU (48-94 s cold, in make smoke); every code path (CI, nbval)
 quick   the embedded data at small budgets, minutes per notebook on a 2-core CPU: a first look, unconverged
 default the embedded data at budgets where the compared methods have stopped learning, 5 seeds: the evidence
         behind the committed figures (hours of CPU, computed once by `make evidence` into results/)
