@@ -90,7 +90,7 @@ def weights_path(key: str) -> Path:
 
 def keep_weights(cfg: RunConfig, weights: Path) -> None:
     """In write mode, a copy of a finished run's weights (`weights`, its model.pt) beside its entry, kept until
-    `make evidence` has run every notebook (drop_weights): a notebook evaluates its runs after its whole grid
+    `make evidence` has run its notebooks (drop_weights): a notebook evaluates its runs after its whole grid
     has trained, so a session cut off in between leaves a fresh machine the evaluations to redo, not the
     training (ssl_core.runs restores the weights when their digest matches the stored record)."""
     if mode() == "write":
