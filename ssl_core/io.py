@@ -63,6 +63,11 @@ def save_atomic(obj, path: Path) -> None:
     replace_atomically(path, lambda f: torch.save(obj, f))
 
 
+def copy_atomic(source: Path, path: Path) -> None:
+    """A copy of file `source` at `path`, atomically."""
+    replace_atomically(path, lambda f: f.write(source.read_bytes()))
+
+
 def safe_load(path: Path, map_location=None):
     """torch.load with weights_only=True: tensors and plain data only, never code a planted pickle would run.
 

@@ -36,7 +36,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import cache_dir, load_dataset
 from ssl_core.data.render import VERSION as WORLD_VERSION
 from ssl_core.evaluate import EVALS
-from ssl_core.io import locked, read_json, replace_atomically, save_atomic, write_json
+from ssl_core.io import copy_atomic, locked, read_json, save_atomic, write_json
 from ssl_core.methods import METHODS
 from ssl_core.preflight import check_evals, check_resources, valid
 from ssl_core.train import Diverged, TrainResult, resolve_device, train_group
@@ -124,8 +124,7 @@ def _restore(cfg: RunConfig) -> dict | None:
     record, weights = store.stored_record(cfg), store.kept_weights(cfg)
     if record is None or weights is None or file_sha256(weights) != record["model_sha256"]:
         return None
-    data = weights.read_bytes()
-    replace_atomically(run_dir(cfg) / "model.pt", lambda f: f.write(data))
+    copy_atomic(weights, run_dir(cfg) / "model.pt")
     record = dict(record, config=dataclasses.asdict(cfg))
     write_json(record, run_dir(cfg) / "run.json")
     return record

@@ -24,7 +24,7 @@ from pathlib import Path
 from ssl_core.config import RunConfig
 from ssl_core.checks import choose
 from ssl_core.data.render import VERSION as WORLD_VERSION
-from ssl_core.io import locked, read_json, replace_atomically, write_json
+from ssl_core.io import copy_atomic, locked, read_json, write_json
 
 MODES = ("read", "write", "off")
 
@@ -94,8 +94,7 @@ def keep_weights(cfg: RunConfig, weights: Path) -> None:
     has trained, so a session cut off in between leaves a fresh machine the evaluations to redo, not the
     training (ssl_core.runs restores the weights when their digest matches the stored record)."""
     if mode() == "write":
-        data = weights.read_bytes()
-        replace_atomically(weights_path(cfg.key()), lambda f: f.write(data))
+        copy_atomic(weights, weights_path(cfg.key()))
 
 
 def kept_weights(cfg: RunConfig) -> Path | None:
