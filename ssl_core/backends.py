@@ -126,18 +126,23 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     several grids pays the workers' start (a few seconds of imports each) once. A pool of another shape, or
     started under other environment variables (workers read $SSL_CORE_CACHE and the like), is closed first.
     Spawned, not forked: a fork would copy this process's OpenMP threads."""
-    key = _pool_key(workers, threads)
-    if not pool_running(workers, threads):             # another shape, or a worker died (killed, out of memory)
+    pool = _live_pool(workers, threads)
+    if pool is None:                                   # another shape, or a worker died (killed, out of memory)
         close_pool()
-        _POOL[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads, os.getpid()))
-    return _POOL[key]
+        pool = _POOL[_pool_key(workers, threads)] = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+            initargs=(threads, os.getpid()))
+    return pool
 
 
 def pool_running(workers: int, threads: int) -> bool:
     """Whether worker_pool(workers, threads) has its workers already up (kept from an earlier grid)."""
-    key = _pool_key(workers, threads)
-    return key in _POOL and not _POOL[key]._broken
+    return _live_pool(workers, threads) is not None
+
+
+def _live_pool(workers: int, threads: int) -> ProcessPoolExecutor | None:
+    pool = _POOL.get(_pool_key(workers, threads))
+    return None if pool is None or pool._broken else pool
 
 
 def _pool_key(workers: int, threads: int) -> tuple:
